@@ -1,0 +1,94 @@
+"""The selfspec exception tree.
+
+    SelfSpecError
+    ├── ConfigError            bad run config / settings (names the field path)
+    ├── InputFileError         bad seeds / corpus / dataset line (names file:line)
+    ├── ModelProvisionError    the tiny model could not be fetched or converted
+    ├── BackendError           a service call failed
+    │   ├── BackendUnavailable connection refused / reset, 502-504
+    │   ├── BackendTimeout     the call exceeded its timeout
+    │   └── BackendResponseError(status, body)  any other non-2xx answer
+    │       └── BackendOverloaded               429 / 503 (retryable)
+    ├── AdapterError
+    │   ├── AdapterNotFound    vLLM 404: unknown adapter / no adapter at path
+    │   ├── AdapterConflict    vLLM 400: name already loaded
+    │   └── AdapterInvalid     bad name or path outside the adapters dir
+    ├── ParseError             model output unusable
+    ├── RunNotFound
+    └── StageError(stage, item_id)  raised `from` the underlying error
+"""
+
+from __future__ import annotations
+
+
+class SelfSpecError(Exception):
+    """Base of every error selfspec raises on purpose."""
+
+
+class ConfigError(SelfSpecError):
+    pass
+
+
+class InputFileError(SelfSpecError):
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
+        self.path, self.line, self.reason = path, line, reason
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {reason}")
+
+
+class ModelProvisionError(SelfSpecError):
+    pass
+
+
+class BackendError(SelfSpecError):
+    def __init__(self, message: str, *, backend: str = "") -> None:
+        self.backend = backend
+        super().__init__(f"{backend}: {message}" if backend else message)
+
+
+class BackendUnavailable(BackendError):
+    pass
+
+
+class BackendTimeout(BackendError):
+    pass
+
+
+class BackendResponseError(BackendError):
+    def __init__(self, status: int, body: str, *, backend: str = "") -> None:
+        self.status, self.body = status, body
+        super().__init__(f"HTTP {status}: {body[:500]}", backend=backend)
+
+
+class BackendOverloaded(BackendResponseError):
+    pass
+
+
+class AdapterError(SelfSpecError):
+    pass
+
+
+class AdapterNotFound(AdapterError):
+    pass
+
+
+class AdapterConflict(AdapterError):
+    pass
+
+
+class AdapterInvalid(AdapterError):
+    pass
+
+
+class ParseError(SelfSpecError):
+    pass
+
+
+class RunNotFound(SelfSpecError):
+    pass
+
+
+class StageError(SelfSpecError):
+    def __init__(self, stage: str, item_id: str, message: str) -> None:
+        self.stage, self.item_id = stage, item_id
+        super().__init__(f"stage {stage!r}, item {item_id!r}: {message}")

@@ -1,0 +1,216 @@
+"""Run configuration: a TOML file, overridable key by key with `SELFSPEC_<SECTION>__<KEY>` env vars.
+
+Unknown keys are errors naming their path; so are bad values. Settings are built once by
+`load_config()` and passed around; nothing reads the environment elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from selfspec.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunSection(_Section):
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    domain: str = "biomedical"
+    seeds: Path = Path("seeds/biomedical.jsonl")
+    corpus: Path = Path("corpora/biomedical.jsonl")
+    index: str = Field("biomedical", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    random_seed: int = 0
+    held_out_seeds: int = Field(4, ge=0, description="seed tasks kept aside for the before/after comparison")
+
+
+class GenerationSection(_Section):
+    model: str = Field("smollm2-135m", description="model name served by the generator (base)")
+    target_per_round: int = Field(100, ge=1)
+    seeds_per_prompt: int = Field(3, ge=1, le=20)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(0.98, gt=0.0, le=1.0)
+    instruction_max_tokens: int = Field(256, ge=16)
+    response_max_tokens: int = Field(160, ge=8)
+    demos_per_response: int = Field(5, ge=0, le=20)
+    passage_max_words: int = Field(120, ge=10, description="background passages are cut to this many words")
+    instruction_workers: int = Field(4, ge=1)
+    response_workers: int = Field(8, ge=1)
+
+
+class RetrievalSection(_Section):
+    backend: Literal["embedded", "http", "elasticsearch"] = "embedded"
+    k: int = Field(5, ge=0, le=100)
+
+
+class FiltersSection(_Section):
+    rouge_l_threshold: float = Field(0.7, gt=0.0, le=1.0)
+    min_words: int = Field(3, ge=1)
+    max_words: int = Field(150, ge=1)
+    blacklist: tuple[str, ...] = (
+        "image", "images", "graph", "graphs", "picture", "pictures", "file", "files",
+        "map", "maps", "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
+    )
+    check_seeds: bool = True
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FiltersSection:
+        if self.min_words > self.max_words:
+            raise ValueError("min_words must be <= max_words")
+        return self
+
+
+class TrainingSection(_Section):
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    lr: float = Field(3e-4, gt=0.0)
+    epochs: float = Field(3.0, gt=0.0)
+    effective_batch: int = Field(32, ge=1)
+    micro_batch: int = Field(4, ge=1)
+    max_length: int = Field(512, ge=32)
+    quantization: Literal["auto", "nf4", "none"] = "auto"
+    max_steps: int = Field(-1, description="-1 = derive from epochs")
+
+
+class Round2Section(_Section):
+    instructions: Literal["distinct", "reuse"] = "distinct"
+    instruction_model: Literal["base", "adapter"] = "base"
+    init_from: Literal["base", "r1"] = "base"
+
+
+class RoundsSection(_Section):
+    count: int = Field(2, ge=1, le=2)
+    round2: Round2Section = Round2Section()
+
+
+class ServicesSection(_Section):
+    # A comma-separated list or a JSON array in the env var; a TOML array in the file.
+    generator_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    retriever_url: str = ""
+    generator_in_flight: int = Field(16, ge=1)
+    retriever_in_flight: int = Field(8, ge=1)
+    timeout_s: float = Field(300.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    retries: int = Field(4, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
+    pause_after_s: float = Field(30.0, ge=0, description="a service down this long pauses the run")
+    max_pause_s: float = Field(3600.0, ge=0, description="a paused run fails after this long")
+
+    @field_validator("generator_urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("["):
+            return json.loads(value)
+        if isinstance(value, str):
+            return tuple(u.strip() for u in value.split(",") if u.strip())
+        return value
+
+
+class StorageSection(_Section):
+    data_dir: Path = Path(".selfspec")
+    cache_dir: Path = Path(".cache/selfspec")
+    adapters_dir: Path = Path(".selfspec/adapters")
+    database_url: str = ""
+
+
+class EvalSection(_Section):
+    tasks: tuple[str, ...] = ()
+    shots: tuple[int, ...] = (0,)
+    max_items_per_task: int = Field(0, ge=0, description="0 = all")
+
+
+class RunConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SELFSPEC_", env_nested_delimiter="__", extra="forbid", frozen=True,
+        nested_model_default_partial_update=True,
+    )
+
+    run: RunSection = RunSection()
+    generation: GenerationSection = GenerationSection()
+    retrieval: RetrievalSection = RetrievalSection()
+    filters: FiltersSection = FiltersSection()
+    training: TrainingSection = TrainingSection()
+    rounds: RoundsSection = RoundsSection()
+    services: ServicesSection = ServicesSection()
+    storage: StorageSection = StorageSection()
+    eval: EvalSection = EvalSection()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Env vars override the file, key by key.
+        return (env_settings, init_settings)
+
+    def resolve(self, path: Path) -> Path:
+        """Relative paths in a config are relative to the repository root (where configs live)."""
+        return path if path.is_absolute() else (REPO_ROOT / path)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.resolve(self.storage.data_dir)
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.resolve(self.storage.adapters_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        env = os.environ.get("SELFSPEC_CACHE_DIR")
+        return Path(env) if env else self.resolve(self.storage.cache_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.storage.database_url or f"sqlite:///{self.data_dir / 'selfspec.db'}"
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for item in err.errors():
+        path = ".".join(str(p) for p in item["loc"])
+        lines.append(f"{source}: [{path}] {item['msg']}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> RunConfig:
+    try:
+        return RunConfig(**data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from err
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a TOML run config (or defaults), apply env overrides, validate everything."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"{path}: file not found") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: invalid TOML: {err}") from err
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return config_from_dict(data, source=source)

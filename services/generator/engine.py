@@ -1,0 +1,376 @@
+"""Embedded generation engine: dynamic batching over transformers + peft, LoRA adapters by name.
+
+One worker thread owns the model. Requests from the event loop land in a bounded queue; the worker
+groups compatible ones (same sampling parameters) into one batched, left-padded `generate` call.
+Rows may use different adapters in the same batch (peft's `adapter_names`). Each row stops on its
+own `max_tokens` or stop strings. Adapter loads/unloads run on the same thread between batches, so
+they are serialised and never race a forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+
+from selfspec.adapters import validate_adapter_name, validate_adapter_path
+from selfspec.errors import AdapterConflict, AdapterNotFound, BackendOverloaded, SelfSpecError
+
+log = logging.getLogger(__name__)
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+BATCH_WINDOW_S = 0.01  # wait this long for more requests before starting a batch
+
+
+@dataclass
+class GenerationParams:
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def batch_key(self) -> tuple[Any, ...]:
+        # Greedy requests batch together whatever their nominal top_p.
+        if self.temperature <= 0:
+            return ("greedy", self.seed)
+        return ("sample", round(self.temperature, 4), round(self.top_p, 4), self.seed)
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class _Job:
+    prompt_ids: list[int]
+    adapter: str | None
+    params: GenerationParams
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[GenerationResult]
+    on_delta: Callable[[str], None] | None = None
+    streamed: int = 0  # characters already streamed
+
+
+@dataclass
+class _AdminOp:
+    fn: Callable[[], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    cut = len(text)
+    for stop in stops:
+        pos = text.find(stop)
+        if pos != -1:
+            cut = min(cut, pos)
+    return text[:cut], cut < len(text)
+
+
+class _RowStopper(StoppingCriteria):
+    """Marks each row done on its own max_tokens / stop strings; also streams deltas."""
+
+    def __init__(self, jobs: list[_Job], prompt_len: int, tokenizer: Any) -> None:
+        self.jobs, self.prompt_len, self.tokenizer = jobs, prompt_len, tokenizer
+        self.done = [False] * len(jobs)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        flags = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for row, job in enumerate(self.jobs):
+            if self.done[row]:
+                flags[row] = True
+                continue
+            new_ids = input_ids[row, self.prompt_len :]
+            produced = int(new_ids.shape[0])
+            need_text = bool(job.params.stop) or job.on_delta is not None
+            text = self.tokenizer.decode(new_ids, skip_special_tokens=True) if need_text else ""
+            text, stopped = _cut_at_stop(text, job.params.stop)
+            if job.on_delta is not None and len(text) > job.streamed:
+                # Hold back a partial stop string and incomplete UTF-8 until it resolves.
+                hold = max((len(s) for s in job.params.stop), default=1) - 1
+                safe = len(text) if stopped else max(job.streamed, len(text) - hold)
+                if text[:safe].endswith("\ufffd"):
+                    safe -= 1
+                if safe > job.streamed:
+                    delta = text[job.streamed : safe]
+                    job.streamed = safe
+                    job.loop.call_soon_threadsafe(job.on_delta, delta)
+            if stopped or produced >= job.params.max_tokens:
+                self.done[row] = True
+                flags[row] = True
+        return flags
+
+
+class GenerationEngine:
+    """Owns the model; thread-safe entry points for the async server."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        served_name: str,
+        adapters_dir: Path,
+        max_batch: int = 16,
+        max_queue: int = 512,
+        threads: int | None = None,
+        max_model_len: int = 4096,
+    ) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.served_name = served_name
+        self.model_path = str(model_path)
+        self.adapters_dir = Path(adapters_dir).resolve()
+        self.max_batch, self.max_queue, self.max_model_len = max_batch, max_queue, max_model_len
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+        self.adapters: dict[str, str] = {}  # name -> path
+        self.created = int(time.time())
+        self._queue: queue.Queue[_Job | _AdminOp | None] = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._worker, name="generation-engine", daemon=True)
+        self._thread.start()
+        self.batches = 0
+
+    # ---- public API (called from the event loop) ----
+
+    def tokenize_prompt(self, prompt: str) -> list[int]:
+        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def tokenize_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenize_prompt(text)
+
+    def knows_model(self, name: str) -> bool:
+        return name == self.served_name or name in self.adapters
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        *,
+        model: str,
+        params: GenerationParams,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> GenerationResult:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._pending >= self.max_queue:
+                raise BackendOverloaded(429, f"generation queue is full ({self.max_queue} requests)")
+            self._pending += 1
+        adapter = None if model == self.served_name else model
+        job = _Job(prompt_ids, adapter, params, loop, loop.create_future(), on_delta)
+        self._queue.put(job)
+        try:
+            return await job.future
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        validate_adapter_name(name)
+        resolved = validate_adapter_path(path, self.adapters_dir)
+        await self._admin(lambda: self._load_adapter(name, resolved))
+
+    async def unload_adapter(self, name: str) -> None:
+        validate_adapter_name(name)
+        await self._admin(lambda: self._unload_adapter(name))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._pending
+
+    # ---- worker thread ----
+
+    async def _admin(self, fn: Callable[[], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        op = _AdminOp(fn, loop, loop.create_future())
+        self._queue.put(op)
+        return await op.future
+
+    def _load_adapter(self, name: str, path: Path) -> None:
+        from peft import PeftModel
+
+        if name in self.adapters:
+            raise AdapterConflict(f"The lora adapter '{name}' has already been loaded.")
+        if not (path / "adapter_config.json").is_file():
+            raise AdapterNotFound(f"No adapter found at '{path}' (no adapter_config.json).")
+        try:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(path), adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name).eval()
+        except Exception as err:  # boundary: a failed load must leave the base model serving
+            log.warning("adapter %s failed to load from %s: %s", name, path, err)
+            self._drop_adapter_layers(name)
+            raise AdapterNotFound(f"Loading lora adapter '{name}' failed: {err}") from err
+        self.adapters[name] = str(path)
+        log.info("adapter %s loaded from %s", name, path)
+
+    def _drop_adapter_layers(self, name: str) -> None:
+        from peft import PeftModel
+
+        if not isinstance(self.model, PeftModel):
+            return
+        if name in self.model.peft_config:
+            if len(self.model.peft_config) == 1:
+                self.model = self.model.unload()
+                return
+            self.model.delete_adapter(name)
+
+    def _unload_adapter(self, name: str) -> None:
+        if name not in self.adapters:
+            raise AdapterNotFound(f"The lora adapter '{name}' cannot be found.")
+        self._drop_adapter_layers(name)
+        del self.adapters[name]
+        log.info("adapter %s unloaded", name)
+
+    def _worker(self) -> None:
+        carry: list[_Job] = []
+        while True:
+            first = carry.pop(0) if carry else self._queue.get()
+            if first is None:
+                return
+            if isinstance(first, _AdminOp):
+                self._run_admin(first)
+                continue
+            batch, rest = [first], []
+            deadline = time.monotonic() + BATCH_WINDOW_S
+            for job in carry:
+                (batch if self._compatible(batch, job) else rest).append(job)
+            carry = rest
+            while len(batch) < self.max_batch:
+                timeout = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=max(timeout, 0.0)) if timeout > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None or isinstance(item, _AdminOp):
+                    self._run_batch(batch)
+                    batch = []
+                    if item is None:
+                        return
+                    self._run_admin(item)
+                    break
+                (batch if self._compatible(batch, item) else carry).append(item)
+            if batch:
+                self._run_batch(batch)
+
+    def _compatible(self, batch: list[_Job], job: _Job) -> bool:
+        return len(batch) < self.max_batch and job.params.batch_key() == batch[0].params.batch_key()
+
+    def _run_admin(self, op: _AdminOp) -> None:
+        try:
+            result = op.fn()
+        except Exception as err:  # boundary: hand the error to the awaiting coroutine
+            op.loop.call_soon_threadsafe(_set_exception, op.future, err)
+        else:
+            op.loop.call_soon_threadsafe(_set_result, op.future, result)
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        live = [job for job in batch if not job.future.cancelled()]
+        for job in live:
+            if job.adapter is not None and job.adapter not in self.adapters:
+                # Unloaded while queued: answer like vLLM does for an unknown model.
+                job.loop.call_soon_threadsafe(
+                    _set_exception, job.future, AdapterNotFound(f"The model `{job.adapter}` does not exist.")
+                )
+        live = [job for job in live if job.adapter is None or job.adapter in self.adapters]
+        if not live:
+            return
+        try:
+            results = self._generate(live)
+        except Exception as err:  # boundary: fail this batch's requests, keep serving
+            log.exception("batch of %d failed", len(live))
+            wrapped = err if isinstance(err, SelfSpecError) else SelfSpecError(f"generation failed: {err}")
+            for job in live:
+                job.loop.call_soon_threadsafe(_set_exception, job.future, wrapped)
+            return
+        self.batches += 1
+        for job, result in zip(live, results, strict=True):
+            job.loop.call_soon_threadsafe(_set_result, job.future, result)
+
+    @torch.inference_mode()
+    def _generate(self, jobs: list[_Job]) -> list[GenerationResult]:
+        params = jobs[0].params
+        budget = max(job.params.max_tokens for job in jobs)
+        longest = max(len(job.prompt_ids) for job in jobs)
+        budget = max(1, min(budget, self.max_model_len - longest))
+        pad_id = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(jobs), longest), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(jobs), longest), dtype=torch.long)
+        for row, job in enumerate(jobs):
+            ids = job.prompt_ids[-longest:]
+            input_ids[row, longest - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[row, longest - len(ids) :] = 1
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "max_new_tokens": budget,
+            "pad_token_id": pad_id,
+            "stopping_criteria": StoppingCriteriaList([_RowStopper(jobs, longest, self.tokenizer)]),
+        }
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        if self.adapters:
+            kwargs["adapter_names"] = [job.adapter or BASE_ADAPTER for job in jobs]
+        output = self.model.generate(**kwargs)
+        eos_ids = self._eos_ids()
+        results = []
+        for row, job in enumerate(jobs):
+            new_ids = output[row, longest:].tolist()[: job.params.max_tokens]
+            finish = "length"
+            for pos, token in enumerate(new_ids):
+                if token in eos_ids:
+                    new_ids, finish = new_ids[:pos], "stop"
+                    break
+            text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+            text, stopped = _cut_at_stop(text, job.params.stop)
+            if stopped:
+                finish = "stop"
+            if job.on_delta is not None and len(text) > job.streamed:
+                job.loop.call_soon_threadsafe(job.on_delta, text[job.streamed :])
+                job.streamed = len(text)
+            results.append(GenerationResult(text, finish, len(job.prompt_ids), len(new_ids)))
+        return results
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], err: BaseException) -> None:
+    if not future.done():
+        future.set_exception(err)
