@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ def render(name: str, **variables: Any) -> str:
     return _environment().get_template(f"{name}.jinja").render(**variables)
 
 
-@lru_cache(maxsize=None)
+@cache
 def template_hash(name: str) -> str:
     """Short hash of a template's source, stored with every sample it produced."""
     source = (PROMPTS_DIR / f"{name}.jinja").read_bytes()

@@ -6,10 +6,10 @@ Unknown keys are errors naming their path; so are bad values. Settings are built
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator

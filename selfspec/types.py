@@ -152,3 +152,22 @@ class StageStats(BaseModel):
     done: int = 0
     failed: int = 0
     skipped: int = 0
+
+
+class SamplingParams(_Frozen):
+    """What a generation call asks for; maps 1:1 onto OpenAI/vLLM request fields."""
+
+    max_tokens: int = Field(128, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+class Completion(_Frozen):
+    text: str
+    finish_reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str = ""
+    backend: str = ""
