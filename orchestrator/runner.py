@@ -1,0 +1,293 @@
+"""The synthesis engine for one round: a streaming, bounded, resumable instruction -> sample pipeline.
+
+Instruction workers keep generating (3-seed prompts, sampled) while response workers ground and
+answer the kept instructions (retrieval + greedy generation), so the generator stays busy. All
+decisions that must be exact (filter verdicts, the target count) happen between awaits on the
+event loop, i.e. serially, and are committed to the store before they count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
+
+from orchestrator.circuit import Circuit
+from orchestrator.pipeline import grounding, instructions
+from orchestrator.pipeline.filtering import InstructionFilter
+from orchestrator.store import RunStore
+from selfspec.clients.protocols import Generator, Retriever
+from selfspec.errors import BackendOverloaded, BackendTimeout, BackendUnavailable, StageError
+from selfspec.prompts import template_hash
+from selfspec.settings import RunConfig
+from selfspec.types import DocRef, Instruction, RetrievedDoc, Sample, SamplingParams, SeedTask
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TRANSIENT = (BackendUnavailable, BackendTimeout, BackendOverloaded)
+MAX_PROMPTS_PER_TARGET = 40  # give up if instruction generation yields almost nothing usable
+NEW_TASKS_PER_PROMPT = 5  # the completion is stopped after this many new list items
+
+
+class ProgressSink(Protocol):
+    def update(self, stage: str, *, done: int, total: int) -> None: ...
+
+
+class NullProgress:
+    def update(self, stage: str, *, done: int, total: int) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    run_id: str
+    round: int
+    target: int
+    response_model: str
+    instruction_model: str
+    instructions: Literal["generate", "reuse"] = "generate"
+
+
+@dataclass
+class RoundResult:
+    ok: int
+    failed: int
+    kept: int
+    prompts: int
+    wall_s: float
+    verdicts: dict[str, int] = field(default_factory=dict)
+
+
+class RoundRunner:
+    def __init__(
+        self,
+        spec: RoundSpec,
+        *,
+        config: RunConfig,
+        store: RunStore,
+        generator: Generator,
+        retriever: Retriever | None,
+        seeds: list[SeedTask],
+        instruction_filter: InstructionFilter,
+        circuit: Circuit,
+        progress: ProgressSink | None = None,
+    ) -> None:
+        self.spec, self.config, self.store = spec, config, store
+        self.generator, self.retriever, self.seeds = generator, retriever, seeds
+        self.filter, self.circuit = instruction_filter, circuit
+        self.progress = progress or NullProgress()
+        self._retrieval_slots = asyncio.Semaphore(config.services.retriever_in_flight)
+        self._queue: asyncio.Queue[Instruction] = asyncio.Queue()
+        self._changed = asyncio.Condition()
+        self.ok = self.failed = self.kept = self.prompts = 0
+        self._next_prompt = 0
+        self.finished = False
+
+    # ---- bookkeeping ----
+
+    def need(self) -> int:
+        """How many more kept instructions this round needs to reach its target."""
+        return self.spec.target - (self.kept - self.failed)
+
+    def _restore(self) -> None:
+        """Rebuild in-memory state from the store (a fresh start is the empty case of a resume)."""
+        spec = self.spec
+        kept = self.store.instructions(spec.run_id, spec.round, verdict="kept")
+        for item in kept:
+            self.filter.remember(item.text, item.input)
+        sampled = self.store.sampled_instruction_ids(spec.run_id, spec.round)
+        counts = self.store.sample_counts(spec.run_id, spec.round)
+        self.ok, self.failed, self.kept = counts.get("ok", 0), counts.get("failed", 0), len(kept)
+        for item in kept:
+            if item.id not in sampled:
+                self._queue.put_nowait(item)
+        done = self.store.done_prompt_indexes(spec.run_id, spec.round)
+        self.prompts = len(done)
+        self._next_prompt = max(done) + 1 if done else 0
+        if self._queue.qsize() or self.ok:
+            log.info("round %d resumed: %d samples done, %d instructions pending", spec.round, self.ok,
+                     self._queue.qsize())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _report(self) -> None:
+        total = self.spec.target
+        self.progress.update("instructions", done=min(self.kept - self.failed, total), total=total)
+        self.progress.update("samples", done=self.ok, total=total)
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Call a service; transient failures (after the client's own retries) go to the circuit."""
+        while True:
+            try:
+                result = await fn()
+            except TRANSIENT as err:
+                await self.circuit.record_failure(err)
+                continue
+            self.circuit.record_success()
+            return result
+
+    # ---- stage 1: instructions ----
+
+    async def _instruction_worker(self) -> None:
+        spec, gen = self.spec, self.config.generation
+        limit = max(100, spec.target * MAX_PROMPTS_PER_TARGET)
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.finished or self.need() > 0)
+            if self.finished:
+                return
+            if self.prompts >= limit:
+                verdicts = self.store.verdict_counts(spec.run_id, spec.round)
+                raise StageError("instructions", f"round {spec.round}",
+                                 f"{self.prompts} prompts gave only {self.kept} usable instructions; verdicts: {verdicts}")
+            idx = self._next_prompt
+            self._next_prompt += 1
+            key = f"{spec.run_id}:{spec.round}:{idx}"
+            chosen = instructions.pick_seeds(self.seeds, count=gen.seeds_per_prompt, key=key)
+            prompt = instructions.build_prompt(chosen, domain=self.config.run.domain)
+            first = len(chosen) + 1
+            params = SamplingParams(
+                max_tokens=gen.instruction_max_tokens, temperature=gen.temperature, top_p=gen.top_p,
+                stop=(f"\n{first + NEW_TASKS_PER_PROMPT}.",),
+            )
+            completion = await self._call(functools.partial(
+                self.generator.complete, prompt, model=spec.instruction_model, params=params))
+            self._commit_prompt(idx, completion.text, completion.finish_reason == "length",
+                                completion.completion_tokens, [s.id for s in chosen], first)
+            await self._notify()
+
+    def _commit_prompt(self, idx: int, text: str, truncated: bool, tokens: int, seed_ids: list[str],
+                       first: int) -> None:
+        """Filter and commit one prompt's candidates. No awaits: verdicts are decided serially."""
+        spec = self.spec
+        candidates, failures = instructions.parse_candidates(text, first_number=first, truncated=truncated)
+        rows: list[Instruction] = []
+        base_id = f"{spec.run_id}:r{spec.round}:p{idx}"
+        for position, candidate in enumerate(candidates):
+            if self.need() - sum(1 for r in rows if r.verdict == "kept") <= 0:
+                verdict, reason = "surplus", "round target already reached"
+            else:
+                verdict, reason = self.filter.check(candidate)
+            rows.append(Instruction(
+                id=f"{base_id}:{position}", run_id=spec.run_id, round=spec.round, text=candidate.text,
+                input=candidate.input, seed_ids=tuple(seed_ids), prompt_name=instructions.PROMPT_NAME,
+                verdict=verdict, reason=reason,
+            ))
+        for failure in range(failures):
+            rows.append(Instruction(
+                id=f"{base_id}:x{failure}", run_id=spec.run_id, round=spec.round, text="", input="",
+                seed_ids=tuple(seed_ids), prompt_name=instructions.PROMPT_NAME, verdict="parse_failure",
+                reason="no 'Input:' line, empty, or cut off by the token limit",
+            ))
+        if self.store.commit_prompt(spec.run_id, spec.round, idx, rows, tokens) == 0 and rows:
+            return  # already committed by an earlier attempt: nothing counts twice
+        self.prompts += 1
+        kept = [r for r in rows if r.verdict == "kept"]
+        self.kept += len(kept)
+        for item in kept:
+            self._queue.put_nowait(item)
+        self._report()
+
+    # ---- stage 2: grounded responses ----
+
+    async def _retrieve(self, item: Instruction) -> list[RetrievedDoc]:
+        k = self.config.retrieval.k
+        if k == 0 or self.retriever is None:
+            return []
+        query = grounding.retrieval_query(item.text, item.input)
+        async with self._retrieval_slots:
+            return await self._call(functools.partial(self.retriever.search, query, k))
+
+    async def _response_worker(self) -> None:
+        spec, gen = self.spec, self.config.generation
+        while True:
+            item = await self._queue.get()
+            docs = await self._retrieve(item)
+            demos = grounding.pick_demos(self.seeds, count=gen.demos_per_response, key=item.id)
+            prompt = grounding.build_prompt(
+                domain=self.config.run.domain, instruction=item.text, input_text=item.input, demos=demos,
+                passages=docs, passage_max_words=gen.passage_max_words,
+            )
+            params = SamplingParams(max_tokens=gen.response_max_tokens, temperature=0.0, stop=grounding.STOP)
+            completion = await self._call(functools.partial(
+                self.generator.complete, prompt, model=spec.response_model, params=params))
+            response = grounding.clean_response(completion.text)
+            sample = Sample(
+                id=f"{item.id}:s", run_id=spec.run_id, round=spec.round, instruction_id=item.id,
+                instruction=item.text, input=item.input, response=response,
+                retrieved=tuple(DocRef(doc_id=d.id, score=d.score) for d in docs), model=spec.response_model,
+                prompt_name=grounding.PROMPT_NAME, prompt_hash=template_hash(grounding.PROMPT_NAME),
+            )
+            status = "ok" if response else "failed"
+            if self.store.commit_sample(sample, status=status, error="" if response else "empty response"):
+                if status == "ok":
+                    self.ok += 1
+                else:
+                    self.failed += 1
+            if self.ok >= spec.target:
+                self.finished = True
+            self._report()
+            await self._notify()
+
+    # ---- the round ----
+
+    def _seed_reused(self, source_round: int) -> None:
+        """'reuse' mode: this round answers the earlier round's kept instructions again."""
+        spec = self.spec
+        previous = self.store.instructions(spec.run_id, source_round, verdict="kept")[: spec.target]
+        copies = [
+            Instruction(id=f"{spec.run_id}:r{spec.round}:reuse:{i}", run_id=spec.run_id, round=spec.round,
+                        text=p.text, input=p.input, seed_ids=p.seed_ids, prompt_name="reuse", verdict="kept",
+                        reason=f"reused from {p.id}")
+            for i, p in enumerate(previous)
+        ]
+        self.store.add_instructions(spec.run_id, spec.round, copies)
+
+    async def run(self) -> RoundResult:
+        started = time.monotonic()
+        if self.spec.instructions == "reuse":
+            self._seed_reused(self.spec.round - 1)
+        self._restore()
+        self._report()
+        gen = self.config.generation
+        if self.ok >= self.spec.target:
+            self.finished = True
+        else:
+            workers: list[Callable[[], Awaitable[None]]] = [self._response_worker] * gen.response_workers
+            if self.spec.instructions == "generate":
+                workers += [self._instruction_worker] * gen.instruction_workers
+            elif self._queue.qsize() == 0:
+                self.finished = True  # reuse with nothing left to answer
+            if not self.finished:
+                await self._run_until_finished(workers)
+        verdicts = self.store.verdict_counts(self.spec.run_id, self.spec.round)
+        return RoundResult(self.ok, self.failed, self.kept, self.prompts, time.monotonic() - started, verdicts)
+
+    async def _run_until_finished(self, workers: list[Callable[[], Awaitable[None]]]) -> None:
+        tasks = [asyncio.create_task(w(), name=f"{w.__name__}-{i}") for i, w in enumerate(workers)]
+        try:
+            while not self.finished:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
+                for task in done:
+                    if task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                if self.spec.instructions == "reuse" and self._queue.qsize() == 0 and self._all_idle(tasks):
+                    break
+        finally:
+            self.finished = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _all_idle(self, tasks: list[asyncio.Task[Any]]) -> bool:
+        # In reuse mode the queue is the whole workload; once drained and every answer is
+        # committed, the round is over even if some answers failed.
+        kept_total = self.kept
+        return self.ok + self.failed >= kept_total

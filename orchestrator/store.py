@@ -1,0 +1,375 @@
+"""The run store: runs, prompts, instructions, samples, events and adapters in SQL (SQLite WAL by default).
+
+Every item is committed before it counts, and every item has an idempotent key, so a retried or
+resumed write can never create a second row (INSERT ... ON CONFLICT DO NOTHING).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from selfspec.errors import RunNotFound
+from selfspec.types import DocRef, Instruction, Sample
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending|running|paused|completed|failed|cancelled
+    Column("phase", String(32), nullable=False),
+    Column("round", Integer, nullable=False, default=1),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+prompts = Table(
+    "prompts", metadata,
+    Column("run_id", String(64), ForeignKey("runs.id"), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("n_candidates", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+)
+
+instructions = Table(
+    "instructions", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(128), nullable=False, unique=True),
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("input", Text, nullable=False),
+    Column("seed_ids", JSON, nullable=False),
+    Column("prompt_name", String(64), nullable=False),
+    Column("verdict", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_instructions_run_round_verdict", "run_id", "round", "verdict"),
+)
+
+samples = Table(
+    "samples", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(160), nullable=False, unique=True),
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("instruction_id", String(128), nullable=False, unique=True),
+    Column("instruction", Text, nullable=False),
+    Column("input", Text, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # ok|failed
+    Column("error", Text, nullable=False, default=""),
+    Column("retrieved", JSON, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("prompt_name", String(64), nullable=False),
+    Column("prompt_hash", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_samples_run_round_status", "run_id", "round", "status"),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+adapters = Table(
+    "adapters", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+evaluations = Table(
+    "evaluations", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("results", JSON, nullable=False),
+    Column("report_path", Text, nullable=False, default=""),
+    Column("error", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives a process kill (only an OS crash can lose the last commits).
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def open_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    metadata.create_all(engine)
+    return engine
+
+
+class RunStore:
+    """Typed access to the run store; all writes are single transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = open_engine(url)
+        self._insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- runs ----
+
+    def create_run(self, run_id: str, name: str, config: dict[str, Any]) -> None:
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(runs).values(
+                id=run_id, name=name, config=config, status="pending", phase="created", round=1,
+                reason="", created_at=now, updated_at=now,
+            ).on_conflict_do_nothing())
+            self._event(conn, run_id, "run_created", {"name": name})
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+        if row is None:
+            raise RunNotFound(f"run {run_id!r} not found")
+        return dict(row)
+
+    def list_runs(self, *, status: str | None = None) -> list[dict[str, Any]]:
+        query = select(runs).order_by(runs.c.created_at.desc())
+        if status:
+            query = query.where(runs.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def set_status(self, run_id: str, status: str, *, phase: str | None = None, round: int | None = None,
+                   reason: str = "") -> None:
+        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": _now()}
+        if phase is not None:
+            values["phase"] = phase
+        if round is not None:
+            values["round"] = round
+        with self.engine.begin() as conn:
+            result = conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+            if result.rowcount == 0:
+                raise RunNotFound(f"run {run_id!r} not found")
+            self._event(conn, run_id, "status", {k: v for k, v in values.items() if k != "updated_at"})
+
+    # ---- instruction prompts ----
+
+    def done_prompt_indexes(self, run_id: str, round: int) -> set[int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(prompts.c.idx).where(prompts.c.run_id == run_id, prompts.c.round == round))
+            return {r[0] for r in rows}
+
+    def commit_prompt(self, run_id: str, round: int, idx: int, items: Sequence[Instruction],
+                      completion_tokens: int = 0) -> int:
+        """Record one generation prompt and all instructions parsed from it, atomically.
+
+        Returns how many instruction rows were new (0 when this prompt was already committed).
+        """
+        with self.engine.begin() as conn:
+            done = conn.execute(self._insert(prompts).values(
+                run_id=run_id, round=round, idx=idx, n_candidates=len(items), completion_tokens=completion_tokens,
+            ).on_conflict_do_nothing())
+            if done.rowcount == 0:
+                return 0
+            for item in items:
+                conn.execute(self._insert(instructions).values(
+                    id=item.id, run_id=run_id, round=round, text=item.text, input=item.input,
+                    seed_ids=list(item.seed_ids), prompt_name=item.prompt_name, verdict=item.verdict,
+                    reason=item.reason,
+                ).on_conflict_do_nothing())
+            verdicts: dict[str, int] = {}
+            for item in items:
+                verdicts[item.verdict] = verdicts.get(item.verdict, 0) + 1
+            self._event(conn, run_id, "instructions", {"round": round, "prompt": idx, "verdicts": verdicts})
+        return len(items)
+
+    def add_instructions(self, run_id: str, round: int, items: Sequence[Instruction]) -> None:
+        """Insert instructions not tied to a generation prompt (e.g. round-2 'reuse')."""
+        with self.engine.begin() as conn:
+            for item in items:
+                conn.execute(self._insert(instructions).values(
+                    id=item.id, run_id=run_id, round=round, text=item.text, input=item.input,
+                    seed_ids=list(item.seed_ids), prompt_name=item.prompt_name, verdict=item.verdict,
+                    reason=item.reason,
+                ).on_conflict_do_nothing())
+
+    def instructions(self, run_id: str, round: int, *, verdict: str | None = "kept") -> list[Instruction]:
+        query = select(instructions).where(instructions.c.run_id == run_id, instructions.c.round == round)
+        if verdict is not None:
+            query = query.where(instructions.c.verdict == verdict)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(instructions.c.seq)).mappings().all()
+        return [
+            Instruction(id=r["id"], run_id=r["run_id"], round=r["round"], text=r["text"], input=r["input"],
+                        seed_ids=tuple(r["seed_ids"]), prompt_name=r["prompt_name"], verdict=r["verdict"],
+                        reason=r["reason"])
+            for r in rows
+        ]
+
+    def verdict_counts(self, run_id: str, round: int | None = None) -> dict[str, int]:
+        query = select(instructions.c.verdict, func.count()).where(instructions.c.run_id == run_id)
+        if round is not None:
+            query = query.where(instructions.c.round == round)
+        with self.engine.connect() as conn:
+            return {v: n for v, n in conn.execute(query.group_by(instructions.c.verdict))}
+
+    # ---- samples ----
+
+    def commit_sample(self, sample: Sample, *, status: str = "ok", error: str = "") -> bool:
+        """Insert a sample; False when one already exists for its instruction (idempotent)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(self._insert(samples).values(
+                id=sample.id, run_id=sample.run_id, round=sample.round, instruction_id=sample.instruction_id,
+                instruction=sample.instruction, input=sample.input, response=sample.response, status=status,
+                error=error, retrieved=[d.model_dump() for d in sample.retrieved], model=sample.model,
+                prompt_name=sample.prompt_name, prompt_hash=sample.prompt_hash, created_at=sample.created_at,
+            ).on_conflict_do_nothing())
+            if result.rowcount:
+                self._event(conn, sample.run_id, "sample", {
+                    "round": sample.round, "sample_id": sample.id, "status": status,
+                })
+            return bool(result.rowcount)
+
+    def sampled_instruction_ids(self, run_id: str, round: int) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(samples.c.instruction_id).where(
+                samples.c.run_id == run_id, samples.c.round == round))
+            return {r[0] for r in rows}
+
+    def sample_counts(self, run_id: str, round: int | None = None) -> dict[str, int]:
+        query = select(samples.c.status, func.count()).where(samples.c.run_id == run_id)
+        if round is not None:
+            query = query.where(samples.c.round == round)
+        with self.engine.connect() as conn:
+            return {s: n for s, n in conn.execute(query.group_by(samples.c.status))}
+
+    def samples_page(self, run_id: str, *, round: int | None = None, status: str | None = "ok",
+                     after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        query = select(samples).where(samples.c.run_id == run_id, samples.c.seq > after_seq)
+        if round is not None:
+            query = query.where(samples.c.round == round)
+        if status is not None:
+            query = query.where(samples.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query.order_by(samples.c.seq).limit(limit)).mappings()]
+
+    def iter_samples(self, run_id: str, round: int, *, status: str = "ok") -> Iterator[Sample]:
+        after = 0
+        while True:
+            page = self.samples_page(run_id, round=round, status=status, after_seq=after, limit=500)
+            if not page:
+                return
+            for row in page:
+                yield Sample(
+                    id=row["id"], run_id=row["run_id"], round=row["round"], instruction_id=row["instruction_id"],
+                    instruction=row["instruction"], input=row["input"], response=row["response"],
+                    retrieved=tuple(DocRef(**d) for d in row["retrieved"]), model=row["model"],
+                    prompt_name=row["prompt_name"], prompt_hash=row["prompt_hash"], created_at=row["created_at"],
+                )
+            after = page[-1]["seq"]
+
+    # ---- events ----
+
+    def _event(self, conn: Any, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        conn.execute(events.insert().values(run_id=run_id, ts=_now(), type=kind, data=json.loads(
+            json.dumps(data, default=str))))
+
+    def add_event(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            self._event(conn, run_id, kind, data)
+
+    def events_after(self, run_id: str, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        query = (select(events).where(events.c.run_id == run_id, events.c.id > after_id)
+                 .order_by(events.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    # ---- adapters ----
+
+    def record_adapter(self, run_id: str, round: int, name: str, path: str, manifest: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(adapters).values(
+                name=name, run_id=run_id, round=round, path=path, manifest=json.loads(json.dumps(manifest, default=str)),
+                created_at=_now(),
+            ).on_conflict_do_nothing())
+            self._event(conn, run_id, "adapter", {"name": name, "round": round, "path": path})
+
+    def get_adapter(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(adapters).where(adapters.c.name == name)).mappings().first()
+        return dict(row) if row else None
+
+    def list_adapters(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(adapters).order_by(adapters.c.created_at)).mappings()]
+
+    def stats(self, run_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            prompt_rows = conn.execute(
+                select(prompts.c.round, func.count(), func.coalesce(func.sum(prompts.c.completion_tokens), 0))
+                .where(prompts.c.run_id == run_id).group_by(prompts.c.round)).all()
+        rounds: dict[int, dict[str, Any]] = {}
+        for rnd, n, tokens in prompt_rows:
+            rounds.setdefault(rnd, {})["prompts"] = n
+            rounds[rnd]["instruction_tokens"] = int(tokens)
+        for rnd in {*rounds, *self._rounds_with_items(run_id)}:
+            entry = rounds.setdefault(rnd, {"prompts": 0, "instruction_tokens": 0})
+            entry["verdicts"] = self.verdict_counts(run_id, rnd)
+            entry["samples"] = self.sample_counts(run_id, rnd)
+        return {"rounds": {str(k): v for k, v in sorted(rounds.items())}}
+
+    def _rounds_with_items(self, run_id: str) -> set[int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(instructions.c.round).where(instructions.c.run_id == run_id).distinct())
+            return {r[0] for r in rows}
+
+
