@@ -1,26 +1,36 @@
 """Instruction filters (Self-Instruct / Alpaca rules) and the ROUGE-L near-duplicate index.
 
 Near-duplicates: ROUGE-L F1 > threshold against any kept instruction (or seed) drops a candidate.
-Checking every pair is O(n^2) ROUGE computations; instead a MinHash LSH index over token
-*occurrences* proposes candidates and exact ROUGE-L runs on those only. ROUGE-L F1 > 0.7 implies a
-multiset token Jaccard above ~0.54, so an LSH tuned for a 0.3 threshold and weighted toward recall
-misses such pairs only with negligible probability; a test checks the decisions against all-pairs.
+Checking every pair is O(n^2) ROUGE computations. Instead a prefix-filter index proposes candidates
+and exact ROUGE-L runs on those only, with no false negatives: F1 = 2*LCS/(m+n) > tau needs
+more than tau*(m+n)/2 shared token occurrences, i.e. a token-occurrence Jaccard above
+J = (tau/2)/(1 - tau/2); two sets that similar must share an element within their first
+|x| - ceil(J*|x|) + 1 elements under any fixed global order (the prefix-filtering lemma of
+all-pairs similarity search). Ordering common words last keeps the prefixes short and rare.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import zlib
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from datasketch import MinHash, MinHashLSH
 from rouge_score.tokenizers import DefaultTokenizer
 
 from selfspec.settings import FiltersSection
 
 _TOKENIZER = DefaultTokenizer(use_stemmer=False)
-NUM_PERM = 64
-LSH_THRESHOLD = 0.3
+
+# Frequent words go last in the global order; any fixed order is correct, this one is fast.
+_COMMON = frozenset("""
+a an the of in on at to for from by with and or but not no is are was were be been being this that these
+those it its as into than then which what who whom whose when where why how all any each every some such
+following given below above text sentence passage input output answer question task list identify extract
+classify explain describe name write provide give based using use one two three if do does did your you
+""".split())
 
 
 def tokenize(text: str) -> list[str]:
@@ -51,13 +61,19 @@ def rouge_l(a: list[str], b: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _occurrence_shingles(tokens: list[str]) -> set[bytes]:
+def _occurrences(tokens: list[str]) -> list[tuple[str, int]]:
+    """Token occurrences ('the', 1), ('the', 2): set overlap of these = multiset token overlap."""
     seen: dict[str, int] = {}
-    shingles = set()
+    result = []
     for token in tokens:
         seen[token] = seen.get(token, 0) + 1
-        shingles.add(f"{token}#{seen[token]}".encode())
-    return shingles
+        result.append((token, seen[token]))
+    return result
+
+
+def _order_key(item: tuple[str, int]) -> tuple[int, int, int]:
+    token, occurrence = item
+    return (token in _COMMON, -occurrence, zlib.crc32(token.encode()))
 
 
 class NearDuplicateIndex:
@@ -65,38 +81,45 @@ class NearDuplicateIndex:
 
     def __init__(self, threshold: float = 0.7, *, exhaustive: bool = False) -> None:
         self.threshold = threshold
-        self.exhaustive = exhaustive  # all-pairs mode: the reference the LSH mode is tested against
+        self.exhaustive = exhaustive  # all-pairs mode: the reference the indexed mode is tested against
+        self.jaccard = (threshold / 2) / (1 - threshold / 2) - 1e-9  # margin for rounding
         self._tokens: list[list[str]] = []
-        self._shingles: list[set[bytes]] = []
-        self._lsh = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=NUM_PERM, weights=(0.05, 0.95))
-        self.comparisons = 0
+        self._occurrences: list[set[tuple[str, int]]] = []
+        self._postings: dict[tuple[str, int], list[int]] = defaultdict(list)
+        self.comparisons = 0  # exact ROUGE-L computations
+        self.candidates = 0  # pairs looked at (all kept members in exhaustive mode)
 
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def _minhash(self, shingles: set[bytes]) -> MinHash:
-        sketch = MinHash(num_perm=NUM_PERM)
-        sketch.update_batch(list(shingles))
-        return sketch
+    def _prefix(self, occurrences: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        ordered = sorted(occurrences, key=_order_key)
+        length = len(ordered) - math.ceil(self.jaccard * len(ordered)) + 1
+        return ordered[: max(length, 1)]
 
     def find(self, text: str) -> tuple[float, int] | None:
         """(score, member index) of the first member above threshold, else None."""
         tokens = tokenize(text)
         if not tokens:
             return None
-        shingles = _occurrence_shingles(tokens)
+        occurrences = _occurrences(tokens)
         if self.exhaustive:
             candidates: Iterable[int] = range(len(self._tokens))
         else:
-            candidates = sorted(int(key) for key in self._lsh.query(self._minhash(shingles)))
+            found: set[int] = set()
+            for key in self._prefix(occurrences):
+                found.update(self._postings.get(key, ()))
+            candidates = sorted(found)
+        occurrence_set = set(occurrences)
         for index in candidates:
+            self.candidates += 1
             other = self._tokens[index]
-            # Sound bounds before the quadratic LCS: LCS <= shared token occurrences <= min length,
-            # and F1 = 2*LCS/(m+n).
+            # Sound bounds before the quadratic LCS: LCS <= shared occurrences <= min length.
             total = len(tokens) + len(other)
-            if 2 * min(len(tokens), len(other)) / total <= self.threshold:
+            # Strict '<': a bound equal to the threshold may still score a hair above it in floating point.
+            if 2 * min(len(tokens), len(other)) / total < self.threshold:
                 continue
-            if not self.exhaustive and 2 * len(shingles & self._shingles[index]) / total <= self.threshold:
+            if 2 * len(occurrence_set & self._occurrences[index]) / total < self.threshold:
                 continue
             self.comparisons += 1
             score = rouge_l(tokens, other)
@@ -106,12 +129,13 @@ class NearDuplicateIndex:
 
     def add(self, text: str) -> None:
         tokens = tokenize(text)
-        shingles = _occurrence_shingles(tokens)
+        occurrences = _occurrences(tokens)
         index = len(self._tokens)
         self._tokens.append(tokens)
-        self._shingles.append(shingles)
-        if not self.exhaustive and tokens:
-            self._lsh.insert(str(index), self._minhash(shingles))
+        self._occurrences.append(set(occurrences))
+        if not self.exhaustive:
+            for key in self._prefix(occurrences):
+                self._postings[key].append(index)
 
 
 @dataclass(frozen=True)

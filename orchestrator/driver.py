@@ -1,0 +1,198 @@
+"""A whole run: round 1 -> export -> train r1 -> hot-load r1 -> round 2 -> export -> train r2.
+
+Every phase is idempotent, so `execute()` on a half-finished run picks up where it stopped:
+synthesis resumes from the store, exports are rewritten from the store, training returns the
+existing adapter when its dataset hash matches, and a load of an already-loaded adapter is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.circuit import Circuit
+from orchestrator.pipeline.filtering import InstructionFilter
+from orchestrator.pipeline.records import export_round
+from orchestrator.runner import ProgressSink, RoundResult, RoundRunner, RoundSpec
+from orchestrator.store import RunStore
+from selfspec.adapters import validate_adapter_name
+from selfspec.clients.protocols import Retriever
+from selfspec.errors import AdapterConflict, AdapterError, SelfSpecError
+from selfspec.settings import RunConfig
+from selfspec.types import AdapterRef, SamplingParams, SeedTask
+
+log = logging.getLogger(__name__)
+
+
+class AdapterTrainer(Protocol):
+    """Turns a round's SFT file into an adapter (local subprocess, or the trainer service)."""
+
+    async def train_adapter(self, *, dataset: Path, name: str, round: int, run_id: str,
+                            init_adapter: Path | None) -> AdapterRef: ...
+
+
+class ServingGenerator(Protocol):
+    async def complete(self, prompt: str, *, model: str, params: SamplingParams) -> Any: ...
+    async def list_models(self) -> list[str]: ...
+    async def health(self) -> bool: ...
+    async def load_adapter(self, name: str, path: str) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    rounds: dict[int, RoundResult] = field(default_factory=dict)
+    adapters: dict[int, AdapterRef] = field(default_factory=dict)
+    datasets: dict[int, Path] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def new_run_id(name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{name}-{stamp}-{uuid.uuid4().hex[:4]}"
+
+
+def adapter_name(run_id: str, round: int) -> str:
+    return validate_adapter_name(f"{run_id}-r{round}")
+
+
+def split_seeds(seeds: list[SeedTask], held_out: int) -> tuple[list[SeedTask], list[SeedTask]]:
+    """Every len/held_out-th seed is kept aside for the before/after comparison, the rest prompt."""
+    if held_out <= 0 or held_out >= len(seeds):
+        return seeds, []
+    step = len(seeds) // held_out
+    aside_ids = {seeds[i * step].id for i in range(held_out)}
+    return [s for s in seeds if s.id not in aside_ids], [s for s in seeds if s.id in aside_ids]
+
+
+class RunDriver:
+    def __init__(
+        self,
+        *,
+        config: RunConfig,
+        store: RunStore,
+        generator: ServingGenerator,
+        retriever: Retriever | None,
+        trainer: AdapterTrainer,
+        seeds: list[SeedTask],
+        progress: ProgressSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config, self.store, self.generator = config, store, generator
+        self.retriever, self.trainer, self.progress = retriever, trainer, progress
+        self.prompt_seeds, self.held_out = split_seeds(seeds, config.run.held_out_seeds)
+        self._clock = clock
+
+    def create(self, run_id: str | None = None) -> str:
+        run_id = run_id or new_run_id(self.config.run.name)
+        self.store.create_run(run_id, self.config.run.name, self.config.model_dump(mode="json"))
+        return run_id
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.config.data_dir / "runs" / run_id
+
+    def _circuit(self, run_id: str) -> Circuit:
+        async def probe() -> bool:
+            return await self.generator.health()
+
+        services = self.config.services
+        return Circuit(
+            name="generator",
+            probe=probe,
+            on_pause=lambda reason: self.store.set_status(run_id, "paused", reason=reason),
+            on_resume=lambda: self.store.set_status(run_id, "running"),
+            pause_after_s=services.pause_after_s,
+            max_pause_s=services.max_pause_s,
+        )
+
+    async def execute(self, run_id: str) -> RunSummary:
+        summary = RunSummary(run_id)
+        run = self.store.get_run(run_id)
+        if run["status"] == "completed":
+            log.info("run %s already completed", run_id)
+        try:
+            await self._execute(run_id, summary)
+        except SelfSpecError as err:
+            self.store.set_status(run_id, "failed", reason=str(err))
+            raise
+        except BaseException as err:
+            # Cancellation or a crash: the store keeps everything committed; mark the reason.
+            status = "cancelled" if isinstance(err, (asyncio.CancelledError, KeyboardInterrupt)) else "failed"
+            self.store.set_status(run_id, status, reason=repr(err)[:500])
+            raise
+        self.store.set_status(run_id, "completed", phase="done")
+        return summary
+
+    async def _execute(self, run_id: str, summary: RunSummary) -> None:
+        cfg = self.config
+        base = cfg.generation.model
+        instruction_filter = InstructionFilter(cfg.filters)
+        if cfg.filters.check_seeds:
+            for seed in self.prompt_seeds:
+                instruction_filter.remember(seed.instruction, seed.input)
+        circuit = self._circuit(run_id)
+        previous: AdapterRef | None = None
+        for rnd in range(1, cfg.rounds.count + 1):
+            if rnd == 1:
+                spec = RoundSpec(run_id, 1, cfg.generation.target_per_round, base, base)
+            else:
+                assert previous is not None
+                r2 = cfg.rounds.round2
+                if r2.instructions == "distinct":
+                    for item in self.store.instructions(run_id, rnd - 1):
+                        instruction_filter.remember(item.text, item.input)
+                spec = RoundSpec(
+                    run_id, rnd, cfg.generation.target_per_round, response_model=previous.name,
+                    instruction_model=previous.name if r2.instruction_model == "adapter" else base,
+                    instructions="generate" if r2.instructions == "distinct" else "reuse",
+                )
+            self.store.set_status(run_id, "running", phase=f"round{rnd}:synthesis", round=rnd)
+            started = self._clock()
+            runner = RoundRunner(
+                spec, config=cfg, store=self.store, generator=self.generator, retriever=self.retriever,
+                seeds=self.prompt_seeds, instruction_filter=instruction_filter, circuit=circuit,
+                progress=self.progress,
+            )
+            summary.rounds[rnd] = await runner.run()
+            summary.phase_seconds[f"round{rnd}:synthesis"] = self._clock() - started
+            self.store.add_event(run_id, "round_done", {"round": rnd, "ok": summary.rounds[rnd].ok,
+                                                        "verdicts": summary.rounds[rnd].verdicts})
+
+            self.store.set_status(run_id, "running", phase=f"round{rnd}:export", round=rnd)
+            paths = export_round(self.store.iter_samples(run_id, rnd), self.run_dir(run_id) / f"round{rnd}")
+            summary.datasets[rnd] = paths["sft"]
+
+            self.store.set_status(run_id, "running", phase=f"round{rnd}:training", round=rnd)
+            started = self._clock()
+            init = Path(previous.path) if (rnd > 1 and cfg.rounds.round2.init_from == "r1" and previous) else None
+            adapter = await self.trainer.train_adapter(
+                dataset=paths["sft"], name=adapter_name(run_id, rnd), round=rnd, run_id=run_id, init_adapter=init)
+            summary.phase_seconds[f"round{rnd}:training"] = self._clock() - started
+            self.store.record_adapter(run_id, rnd, adapter.name, adapter.path, adapter.model_dump(mode="json"))
+            summary.adapters[rnd] = adapter
+
+            self.store.set_status(run_id, "running", phase=f"round{rnd}:hot-load", round=rnd)
+            started = self._clock()
+            await hot_load(self.generator, adapter)
+            summary.phase_seconds[f"round{rnd}:hot-load"] = self._clock() - started
+            previous = adapter
+
+
+async def hot_load(generator: ServingGenerator, adapter: AdapterRef) -> None:
+    """Load into every replica, then check it is listed and answers. Loading twice is fine."""
+    try:
+        await generator.load_adapter(adapter.name, adapter.path)
+    except AdapterConflict:
+        log.info("adapter %s was already loaded", adapter.name)
+    models = await generator.list_models()
+    if adapter.name not in models:
+        raise AdapterError(f"adapter {adapter.name} loaded but not listed by the generator ({models})")
+    probe = await generator.complete("Hello", model=adapter.name, params=SamplingParams(max_tokens=2))
+    log.info("adapter %s is live (probe answered %r)", adapter.name, probe.text)

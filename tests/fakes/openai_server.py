@@ -1,0 +1,140 @@
+"""A scripted, fast OpenAI-compatible server for tests: vLLM's shapes, fault injection, LoRA semantics.
+
+Instruction-generation prompts (ending in 'N. Instruction:') get a numbered list of unique
+instructions; anything else gets a short deterministic answer. Faults: a fraction of 5xx answers,
+stalls longer than the client timeout, or 'down' (every call 503s, /health too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+_TAIL = re.compile(r"(\d+)\. Instruction:\s*$")
+VOCAB = [f"{a}{b}" for a in ("gene", "drug", "cell", "dose", "lung", "scan", "risk", "bone", "skin", "vein")
+         for b in ("alpha", "beta", "gamma", "delta", "omega", "kappa", "sigma", "theta", "zeta", "eta")]
+
+
+@dataclass
+class FakeState:
+    served_name: str = "fake-base"
+    error_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall_s: float = 5.0
+    down: bool = False
+    latency_s: float = 0.0
+    tasks_per_prompt: int = 3
+    adapters: dict[str, str] = field(default_factory=dict)
+    calls: int = 0
+    errors_sent: int = 0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    counter: int = 0
+
+
+def _error(status: int, message: str, err_type: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": err_type, "param": None, "code": status}},
+                        status_code=status)
+
+
+def _instruction_list(state: FakeState, first: int) -> str:
+    lines = []
+    for offset in range(state.tasks_per_prompt):
+        state.counter += 1
+        words = " ".join(state.rng.sample(VOCAB, 8))
+        number = first + offset
+        prefix = "" if offset == 0 else f"{number}. Instruction: "
+        lines.append(f"{prefix}Explain how {words} relate in case {state.counter}.\n{number}. Input: <noinput>\n")
+    return " " + "\n".join(lines)
+
+
+def create_fake_app(state: FakeState | None = None) -> FastAPI:
+    state = state or FakeState()
+    app = FastAPI()
+    app.state.fake = state
+
+    async def faults() -> JSONResponse | None:
+        state.calls += 1
+        if state.down:
+            state.errors_sent += 1
+            return _error(503, "service down", "ServiceUnavailable")
+        if state.latency_s:
+            await asyncio.sleep(state.latency_s)
+        roll = state.rng.random()
+        if roll < state.error_rate:
+            state.errors_sent += 1
+            return _error(500, "injected failure", "InternalServerError")
+        if roll < state.error_rate + state.stall_rate:
+            await asyncio.sleep(state.stall_s)
+        return None
+
+    def known(model: str) -> bool:
+        return model == state.served_name or model in state.adapters
+
+    @app.get("/health")
+    async def health() -> Any:
+        return _error(503, "down", "ServiceUnavailable") if state.down else PlainTextResponse("")
+
+    @app.get("/v1/models")
+    async def models() -> Any:
+        data = [{"id": state.served_name, "object": "model", "created": 0, "owned_by": "fake", "parent": None}]
+        data += [{"id": n, "object": "model", "created": 0, "owned_by": "fake", "root": p,
+                  "parent": state.served_name} for n, p in state.adapters.items()]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        body = await request.json()
+        if (fault := await faults()) is not None:
+            return fault
+        if not known(body.get("model", "")):
+            return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+        prompt = body["prompt"]
+        match = _TAIL.search(prompt)
+        if match:
+            text = _instruction_list(state, int(match.group(1)))
+        else:
+            text = f" Answer from {body['model']} #{state.rng.randint(0, 10**6)}."
+        return {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": body["model"],
+                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
+                          "total_tokens": len(prompt.split()) + len(text.split())}}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        if (fault := await faults()) is not None:
+            return fault
+        if not known(body.get("model", "")):
+            return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+        text = f"Chat answer from {body['model']}."
+        return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+                "model": body["model"], "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                                     "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}}
+
+    @app.post("/v1/load_lora_adapter")
+    async def load(request: Request) -> Any:
+        body = await request.json()
+        name = body["lora_name"]
+        if name in state.adapters:
+            return _error(400, f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput")
+        state.adapters[name] = body["lora_path"]
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+    @app.post("/v1/unload_lora_adapter")
+    async def unload(request: Request) -> Any:
+        body = await request.json()
+        name = body["lora_name"]
+        if name not in state.adapters:
+            return _error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
+        del state.adapters[name]
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
+
+    return app

@@ -1,0 +1,126 @@
+"""The trainer service for compose: `POST /jobs`, `GET /jobs/{id}`, `GET /health` over a job runner.
+
+The request body is exactly `TrainConfig`'s fields (generated from the dataclass, unknown keys rejected).
+Relative paths are taken relative to the service's dirs: `dataset` to the data dir, `output_dir` and
+`checkpoint_dir` to the adapters dir; absolute ones must lie inside them. The dataset is validated
+(file:line errors) before the job is accepted, so a bad dataset never queues a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from selfspec.adapters import validate_adapter_path
+from selfspec.errors import AdapterError, ConfigError, InputFileError, SelfSpecError
+from selfspec.settings import REPO_ROOT
+from trainer.config import TrainConfig, field_help
+from trainer.data import load_sft_records
+from trainer.jobs import JobNotFound, LocalSubprocessRunner, TrainingJobRunner
+from trainer.protocol import JobCreated, JobStatus
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8300
+
+
+def _request_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        name: (hint, Field(default, description=help_text))
+        for name, (hint, default, help_text) in field_help().items()
+    }
+    return create_model("TrainJobRequest", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+TrainJobRequest = _request_model()
+
+
+def _inside(path: Path, root: Path, *, field: str) -> Path:
+    root = root.resolve()
+    resolved = (path if path.is_absolute() else root / path).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ConfigError(f"{field}: {str(path)!r} lies outside {str(root)!r}")
+    return resolved
+
+
+def confine_config(body: dict[str, Any], *, data_dir: Path, adapters_dir: Path) -> TrainConfig:
+    """A `TrainConfig` whose paths are resolved inside the service's dirs, or a `SelfSpecError`."""
+    data = dict(body)
+    data["dataset"] = _inside(Path(data["dataset"]), data_dir, field="dataset")
+    data["output_dir"] = validate_adapter_path(data["output_dir"], adapters_dir)
+    if data.get("checkpoint_dir") is not None:
+        data["checkpoint_dir"] = _inside(Path(data["checkpoint_dir"]), adapters_dir, field="checkpoint_dir")
+    return TrainConfig.from_dict(data)
+
+
+def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner | None = None) -> FastAPI:
+    """The app; `runner` defaults to a `LocalSubprocessRunner` keeping jobs under `<data_dir>/trainer-jobs`."""
+    owned = runner is None
+    jobs: TrainingJobRunner = runner or LocalSubprocessRunner(Path(data_dir) / "trainer-jobs")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned and isinstance(jobs, LocalSubprocessRunner):
+            await jobs.aclose()
+
+    app = FastAPI(title="selfspec trainer", lifespan=lifespan)
+
+    @app.exception_handler(JobNotFound)
+    async def _missing(request: Request, exc: JobNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(ConfigError)
+    @app.exception_handler(InputFileError)
+    @app.exception_handler(AdapterError)
+    async def _invalid(request: Request, exc: SelfSpecError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(SelfSpecError)
+    async def _internal(request: Request, exc: SelfSpecError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/jobs", status_code=status.HTTP_202_ACCEPTED)
+    async def create_job(body: TrainJobRequest) -> JobCreated:  # type: ignore[valid-type]
+        config = confine_config(body.model_dump(), data_dir=data_dir, adapters_dir=adapters_dir)
+        await asyncio.to_thread(load_sft_records, config.dataset)
+        job_id = await jobs.submit(config)
+        return JobCreated(id=job_id, state=(await jobs.status(job_id)).state)
+
+    @app.get("/jobs/{job_id}")
+    async def get_job(job_id: str) -> JobStatus:
+        return await jobs.status(job_id)
+
+    return app
+
+
+def serve_trainer_command(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    data_dir: Annotated[Path, typer.Option(help="Datasets must lie here; jobs are kept here.")] = (
+        REPO_ROOT / ".selfspec"
+    ),
+    adapters_dir: Annotated[Path, typer.Option(help="Adapters are written only here.")] = (
+        REPO_ROOT / ".selfspec" / "adapters"
+    ),
+) -> None:
+    """Serve training jobs over HTTP (POST /jobs, GET /jobs/{id}, GET /health)."""
+    import uvicorn
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    adapters_dir.mkdir(parents=True, exist_ok=True)
+    log.info("trainer service on %s:%d (data %s, adapters %s)", host, port, data_dir, adapters_dir)
+    uvicorn.run(create_app(data_dir=data_dir, adapters_dir=adapters_dir), host=host, port=port)
