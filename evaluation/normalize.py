@@ -11,9 +11,11 @@ import json
 import re
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _SPACES = re.compile(r"\s+")
+_NON_WORD = re.compile(r"[\W_]+")  # anything but letters and digits
 _ANSWER_PREFIX = re.compile(
     r"^\s*(?:(?:final\s+)?answer|label|output|response|prediction|classification|relation|sentiment|"
     r"entities|entity|result)\s*(?:is)?\s*[:=-]\s*",
@@ -52,12 +54,17 @@ NONE_ANSWERS = frozenset({
 })
 
 
+# A whole answer saying there is nothing to list ("There are no diseases mentioned in the sentence.").
+_NONE_SENTENCE = re.compile(
+    r"^(?:none\b|there (?:are|is|were) no\b|no (?:\w+ ){0,3}(?:are |is |were )?"
+    r"(?:mentioned|found|named|present|identified|listed)\b)"
+)
+
+
 def normalize_answer(text: str) -> str:
-    """Case-fold, turn punctuation into spaces, remove articles and collapse whitespace."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = "".join(" " if unicodedata.category(ch).startswith(("P", "S")) else ch for ch in text)
-    text = _ARTICLES.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
+    """Case-fold, turn punctuation and symbols into spaces, remove articles and collapse whitespace."""
+    text = _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).lower())
+    return _SPACES.sub(" ", _ARTICLES.sub(" ", text)).strip()
 
 
 def _first_line(text: str) -> str:
@@ -72,15 +79,17 @@ def _strip_prefixes(text: str) -> str:
     return _ANSWER_PREFIX.sub("", text)
 
 
-def _label_candidates(labels: Sequence[str]) -> dict[str, str]:
-    """Normalised spelling -> canonical label; the labels' own spellings win over aliases."""
+@lru_cache(maxsize=256)
+def _label_candidates(labels: tuple[str, ...]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Normalised spelling -> canonical label (the labels' own spellings win over aliases), and the
+    spellings longest first. Cached per label set; callers must not modify the result."""
     candidates: dict[str, str] = {}
     for label in labels:
         for alias in LABEL_ALIASES.get(normalize_answer(label), ()):
             candidates.setdefault(normalize_answer(alias), label)
     for label in labels:
         candidates[normalize_answer(label)] = label
-    return candidates
+    return candidates, tuple(sorted(candidates, key=len, reverse=True))
 
 
 def parse_label(text: str, labels: Sequence[str]) -> str | None:
@@ -93,10 +102,9 @@ def parse_label(text: str, labels: Sequence[str]) -> str | None:
     line = normalize_answer(_strip_prefixes(_first_line(text)))
     if not line:
         return None
-    candidates = _label_candidates(labels)
+    candidates, by_length = _label_candidates(tuple(labels))
     if line in candidates:
         return candidates[line]
-    by_length = sorted(candidates, key=len, reverse=True)
     for spelling in by_length:
         if line.startswith(spelling + " "):
             return candidates[spelling]
@@ -132,7 +140,8 @@ def _json_list(text: str) -> list[str] | None:
 def parse_entities(text: str) -> list[str]:
     """Split a model answer into entity strings; "None"-like answers give []. Order kept, duplicates dropped."""
     text = _strip_prefixes(text.strip())
-    if normalize_answer(text) in NONE_ANSWERS:
+    whole = normalize_answer(text)
+    if whole in NONE_ANSWERS or (len(_ITEM_SPLIT.split(text)) == 1 and _NONE_SENTENCE.match(whole)):
         return []
     parts = _json_list(text)
     if parts is None:

@@ -15,7 +15,7 @@ from typing import IO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from selfspec.jsonl import iter_jsonl_lines, write_jsonl
+from selfspec.jsonl import write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,11 @@ def predictions_path(out_dir: Path, *, model: str, task: str, shots: int) -> Pat
 
 def _read_records(path: Path) -> list[PredictionRecord]:
     records: list[PredictionRecord] = []
-    for number, text in iter_jsonl_lines(path):
+    # Decoded leniently: a line torn inside a multi-byte character must not hide the lines before it.
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
         try:
             records.append(PredictionRecord.model_validate(json.loads(text)))
         except (json.JSONDecodeError, ValidationError) as err:

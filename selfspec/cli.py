@@ -71,6 +71,7 @@ def serve_generator(
     max_queue: Annotated[int, typer.Option(help="queued requests before 429")] = 512,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     max_model_len: int = 4096,
+    parent_pid: Annotated[int | None, typer.Option(help="exit when this process is gone (child mode)")] = None,
 ) -> None:
     """Serve the OpenAI-compatible generator (vLLM's API, with live LoRA load/unload)."""
     from selfspec.models import SERVED_NAME, resolve_model_path
@@ -98,6 +99,10 @@ def serve_generator(
     from services.generator.app import create_app
     from services.generator.engine import GenerationEngine
 
+    if parent_pid is not None:
+        from services.generator.launcher import exit_with_parent
+
+        exit_with_parent(parent_pid)
     gen_engine = GenerationEngine(model_path, served_name=name, adapters_dir=adapters_dir, max_batch=max_batch,
                                   max_queue=max_queue, threads=threads, max_model_len=max_model_len)
     uvicorn.run(create_app(gen_engine), host=host, port=port, log_level="warning")
@@ -121,11 +126,12 @@ def _register_optional_commands() -> None:
         app.command("train", help="Train a (Q)LoRA adapter on an SFT JSONL with TRL.")(train_command)
         serve_app.command("trainer", help="Serve the training job API.")(serve_trainer_command)
     try:
-        from evaluation.commands import eval_command
+        from evaluation.commands import convert_command, eval_command
     except ImportError:
         pass
     else:
         app.command("eval", help="Evaluate base and adapters on task files.")(eval_command)
+        app.command("eval-convert", help="Convert a public dataset to evaluation task files.")(convert_command)
 
 
 _register_optional_commands()

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ConfigDict, ValidationError
 
 from selfspec.errors import InputFileError
-from selfspec.jsonl import _describe, parse_line
+from selfspec.jsonl import describe_validation_error, parse_line
 from selfspec.types import Document
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -145,4 +145,4 @@ def _validated(path: Path, line: int | None, fields: dict[str, str]) -> Document
     try:
         return Document.model_validate(fields)
     except ValidationError as err:
-        raise InputFileError(str(path), line, _describe(err)) from err
+        raise InputFileError(str(path), line, describe_validation_error(err)) from err

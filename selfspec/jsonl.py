@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -14,7 +14,7 @@ from selfspec.errors import InputFileError
 M = TypeVar("M", bound=BaseModel)
 
 
-def _describe(err: ValidationError) -> str:
+def describe_validation_error(err: ValidationError) -> str:
     parts = []
     for item in err.errors():
         field = ".".join(str(p) for p in item["loc"]) or "<line>"
@@ -44,7 +44,7 @@ def parse_line(path: Path, number: int, text: str, model: type[M]) -> M:
     try:
         return model.model_validate(payload)
     except ValidationError as err:
-        raise InputFileError(str(path), number, _describe(err)) from err
+        raise InputFileError(str(path), number, describe_validation_error(err)) from err
 
 
 def read_jsonl(path: Path, model: type[M], *, unique_ids: bool = True) -> list[M]:
@@ -67,7 +67,7 @@ def read_jsonl(path: Path, model: type[M], *, unique_ids: bool = True) -> list[M
     return items
 
 
-def write_jsonl(path: Path, items: list[BaseModel] | list[dict]) -> None:
+def write_jsonl(path: Path, items: Sequence[BaseModel] | Sequence[dict[str, Any]]) -> None:
     """Write atomically: a crash never leaves a half-written file under the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -76,3 +76,4 @@ def write_jsonl(path: Path, items: list[BaseModel] | list[dict]) -> None:
             line = item.model_dump_json() if isinstance(item, BaseModel) else json.dumps(item, ensure_ascii=False)
             handle.write(line + "\n")
     tmp.replace(path)
+

@@ -4,6 +4,7 @@
         adapter_config.json, adapter_model.safetensors, selfspec-adapter.json (AdapterRef)
     <adapters>/.<name>.work/               scratch (dot names are never valid adapter names)
         job.json                           dataset sha256 + config fingerprint + elapsed wall time
+        lock                               flock held by the one process training this adapter
         checkpoints/checkpoint-N/          transformers checkpoints, for resume after kill -9
 
 The final dir is built in a temp dir next to it and renamed into place (atomic on one filesystem).
@@ -12,6 +13,7 @@ A checkpoint counts only once its `trainer_state.json` (written last by transfor
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -20,7 +22,8 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -67,6 +70,24 @@ def existing_adapter(config: TrainConfig, dataset_sha256: str) -> AdapterRef | N
     )
 
 
+@contextmanager
+def training_lock(config: TrainConfig) -> Iterator[None]:
+    """One trainer per output dir: a second process (CLI next to the service, say) fails fast.
+
+    `flock` is released by the kernel when the holder dies, so kill -9 never leaves a stale lock.
+    """
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    with open(config.work_dir / "lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise AdapterConflict(f"another trainer is already writing {config.output_dir}") from err
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def fingerprint(config: TrainConfig, quantization: str) -> str:
     data = {name: config.to_dict()[name] for name in _FINGERPRINT_FIELDS}
     data["quantization"] = quantization
@@ -91,7 +112,8 @@ class WorkState:
             saved = None
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         resume = latest_checkpoint(self.checkpoints)
-        self.prior_elapsed_s = float(saved.get("elapsed_s", 0.0)) if saved and resume else 0.0
+        elapsed = saved.get("elapsed_s", 0.0) if saved and resume else 0.0
+        self.prior_elapsed_s = float(elapsed) if isinstance(elapsed, int | float) else 0.0
         self.save(self.prior_elapsed_s)
         return resume
 

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from selfspec.errors import SelfSpecError
 from trainer.config import QUANTIZATIONS, TrainConfig
+from trainer.data import load_sft_records
 
 if TYPE_CHECKING:
     from trainer.progress import TrainProgress
@@ -69,6 +70,7 @@ def train_command(
             epochs=epochs, max_steps=max_steps, micro_batch=micro_batch, effective_batch=effective_batch,
             lr=lr, max_length=max_length,
         )
+        load_sft_records(config.dataset)  # fail fast on a bad line, before the slow torch import
         from trainer.train import train
 
         with _progress() as progress:
@@ -76,7 +78,6 @@ def train_command(
     except SelfSpecError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(code=2) from err
-    console.print(
-        f"adapter [bold]{ref.name}[/bold] at {ref.path}: {ref.steps} steps, final loss "
-        f"{ref.final_loss if ref.final_loss is not None else '-'}, {ref.wall_s:.0f}s, quantization {ref.quantization}"
-    )
+    loss = f"{ref.final_loss:.4f}" if ref.final_loss is not None else "-"
+    console.print(f"adapter [bold]{ref.name}[/bold] at {ref.path}: {ref.steps} steps, final loss {loss}, "
+                  f"{ref.wall_s:.0f}s, quantization {ref.quantization}")

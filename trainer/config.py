@@ -89,6 +89,10 @@ class TrainConfig:
     gradient_checkpointing: bool | None = field(
         default=None, metadata={"help": "Trade compute for memory; default: on with CUDA, off on CPU."}
     )
+    cpu_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch threads for CPU training (1 is fastest on a busy shared host); default: torch's."},
+    )
     logging_steps: int = field(default=5, metadata={"help": "Log loss every N optimizer steps."})
     save_steps: int = field(default=10, metadata={"help": "Checkpoint every N optimizer steps (for resume)."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk."})
@@ -271,6 +275,8 @@ def _problems(config: TrainConfig) -> list[str]:
         problems.append(f"epochs must be > 0 when max_steps is -1 (got {config.epochs!r})")
     if config.quantization not in QUANTIZATIONS:
         problems.append(f"quantization must be one of {', '.join(QUANTIZATIONS)} (got {config.quantization!r})")
+    if config.cpu_threads is not None and config.cpu_threads < 1:
+        problems.append(f"cpu_threads must be >= 1 (got {config.cpu_threads!r})")
     if config.save_total_limit < 1:
         problems.append(f"save_total_limit must be >= 1 (got {config.save_total_limit!r})")
     if not _target_modules(config.target_modules):

@@ -95,7 +95,8 @@ def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner 
 
     @app.post("/jobs", status_code=status.HTTP_202_ACCEPTED)
     async def create_job(body: TrainJobRequest) -> JobCreated:  # type: ignore[valid-type]
-        config = confine_config(body.model_dump(), data_dir=data_dir, adapters_dir=adapters_dir)
+        payload: dict[str, Any] = body.model_dump()  # type: ignore[attr-defined]
+        config = confine_config(payload, data_dir=data_dir, adapters_dir=adapters_dir)
         await asyncio.to_thread(load_sft_records, config.dataset)
         job_id = await jobs.submit(config)
         return JobCreated(id=job_id, state=(await jobs.status(job_id)).state)

@@ -1,4 +1,4 @@
-"""Train one LoRA / QLoRA adapter on an SFT dataset with TRL's `SFTTrainer` (thin glue à la trl/scripts/sft.py).
+r"""Train one LoRA / QLoRA adapter on an SFT dataset with TRL's `SFTTrainer` (thin glue à la trl/scripts/sft.py).
 
 # Plain LoRA on CPU with the tiny model (what `--quantization auto` picks without CUDA)
 ```bash
@@ -35,16 +35,18 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformers import PrinterCallback, TrainerCallback
+from transformers import PrinterCallback, Trainer, TrainerCallback
+from trl import SFTTrainer
 
 from selfspec.errors import SelfSpecError
 from selfspec.models import resolve_model_path
-from selfspec.types import AdapterRef
-from trainer.artifacts import WorkState, existing_adapter, publish_adapter, remove_work_dir
+from selfspec.types import AdapterRef, SFTRecord
+from trainer.artifacts import WorkState, existing_adapter, publish_adapter, remove_work_dir, training_lock
 from trainer.config import TrainConfig, cuda_available, default_cache_dir
 from trainer.data import build_dataset, dataset_sha256, load_sft_records
 from trainer.progress import ProgressTracker, TrainProgress, write_progress_file
@@ -104,6 +106,21 @@ class ProgressCallback(TrainerCallback):
                                    tokens_seen=int(state.num_input_tokens_seen or 0), loss=loss)
 
 
+class FullLogitsSFTTrainer(SFTTrainer):
+    """SFTTrainer computing the loss with the model's own head (full logits) instead of TRL's fused LM head.
+
+    Off CUDA, TRL's fused head scores every position in tiles, adds entropy/accuracy and recomputes the
+    projection in backward: ~25% slower than plain `Trainer` on the tiny model on CPU (bench/bench_training.py).
+    The loss is the same: token mean over completion tokens, normalised across gradient accumulation.
+    Only the entropy / token-accuracy log metrics are lost. On CUDA the fused head (memory) is kept.
+    """
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
+
+
 def load_model(base_path: Path, config: TrainConfig, *, cuda: bool) -> PreTrainedModel:
     """fp32 on CPU, bf16 on CUDA; NF4 4-bit (bitsandbytes) when the resolved quantization says so."""
     import torch
@@ -124,11 +141,32 @@ def load_model(base_path: Path, config: TrainConfig, *, cuda: bool) -> PreTraine
     return model
 
 
+def _save_adapter(model: Any, path: Path) -> None:
+    """A PEFT model saves only the adapter: adapter_config.json + adapter_model.safetensors."""
+    model.save_pretrained(path)
+
+
 def _final_loss(log_history: list[dict[str, float]], fallback: float | None) -> float | None:
     for entry in reversed(log_history):
         if "loss" in entry:
             return float(entry["loss"])
     return fallback
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads for the job and restore them after (train() may run in-process)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def train(config: TrainConfig, *, progress_callback: ProgressSink | None = None) -> AdapterRef:
@@ -140,7 +178,15 @@ def train(config: TrainConfig, *, progress_callback: ProgressSink | None = None)
     if done is not None:
         log.info("adapter %s already trained on dataset %s: reusing %s", done.name, sha[:12], config.output_dir)
         return done
+    with training_lock(config), _torch_threads(config.cpu_threads):
+        done = existing_adapter(config, sha)  # another process may have finished it while we waited
+        if done is not None:
+            return done
+        return _train(config, records=records, sha=sha, started=started, progress_callback=progress_callback)
 
+
+def _train(config: TrainConfig, *, records: list[SFTRecord], sha: str, started: float,
+           progress_callback: ProgressSink | None) -> AdapterRef:
     cuda = cuda_available()
     quantization = config.resolve_quantization(cuda=cuda)
     log.info("quantization %s -> %s (%s)", config.quantization, quantization,
@@ -150,7 +196,6 @@ def train(config: TrainConfig, *, progress_callback: ProgressSink | None = None)
     base_path = resolve_model_path(config.base_model, default_cache_dir())
 
     from transformers import AutoTokenizer
-    from trl import SFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     dataset = build_dataset(records, eos_token=tokenizer.eos_token, expected_round=config.round)
@@ -159,7 +204,8 @@ def train(config: TrainConfig, *, progress_callback: ProgressSink | None = None)
     work = WorkState(config, dataset_sha256=sha, quantization=quantization)
     resume = work.prepare()
     callback = ProgressCallback(progress_callback, on_save=lambda s: work.save(work.prior_elapsed_s + s))
-    trainer = SFTTrainer(
+    trainer_class = SFTTrainer if cuda else FullLogitsSFTTrainer
+    trainer = trainer_class(
         model=model,
         args=config.to_sft_config(cuda=cuda),
         train_dataset=dataset,
@@ -184,7 +230,7 @@ def train(config: TrainConfig, *, progress_callback: ProgressSink | None = None)
         wall_s=round(work.prior_elapsed_s + time.monotonic() - started, 2),
         quantization=quantization,
     )
-    publish_adapter(trainer.model.save_pretrained, config, ref)
+    publish_adapter(lambda path: _save_adapter(trainer.model, path), config, ref)
     remove_work_dir(config)
     log.info("adapter %s written to %s (%d steps, final loss %s, %.1fs)", ref.name, ref.path, ref.steps,
              ref.final_loss, ref.wall_s)
@@ -203,7 +249,10 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     known, rest = extra.parse_known_args(argv)
     if known.config_json is not None:
         return TrainConfig.from_json_file(known.config_json), known
-    parser = HfArgumentParser(TrainConfig, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = HfArgumentParser(
+        TrainConfig,  # type: ignore[arg-type]
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     (config,) = parser.parse_args_into_dataclasses(args=rest)
     return config, known
 

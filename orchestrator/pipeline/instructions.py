@@ -12,8 +12,7 @@ from selfspec.types import SeedTask
 PROMPT_NAME = "instructions"
 NO_INPUT = "<noinput>"
 
-_ITEM = re.compile(r"^\s*(\d+)\s*\.\s*Instruction\s*:", re.M | re.I)
-_INPUT = re.compile(r"^\s*\d+\s*\.\s*Input\s*:", re.M | re.I)
+_LABEL = re.compile(r"^[ \t]*(\d+)[ \t]*[.)][ \t]*(Instruction|Input|Output)[ \t]*:", re.M | re.I)
 
 
 def pick_seeds(seeds: list[SeedTask], *, count: int, key: str) -> list[SeedTask]:
@@ -26,31 +25,41 @@ def build_prompt(seeds: list[SeedTask], *, domain: str) -> str:
     return render(PROMPT_NAME, domain=domain, seeds=seeds)
 
 
+def _first_paragraph(text: str) -> str:
+    return text.strip().split("\n\n", 1)[0].strip()
+
+
 def parse_candidates(completion: str, *, first_number: int, truncated: bool) -> tuple[list[Candidate], int]:
     """Split a numbered-list continuation into (instruction, input) candidates.
 
-    Returns the candidates and how many blocks were unusable (no input line, empty, or cut off by
-    the token limit).
+    The completion continues '<first_number>. Instruction:'. Items are grouped by their number;
+    each takes its first Instruction and Input paragraph ('Output:' lines and trailing prose are
+    dropped: responses are generated later, grounded). Small models often leave the instruction
+    line empty and put the task on the Input line; that task is then taken as the instruction.
+    Returns the candidates and how many items were unusable (empty, or cut off by the token limit).
     """
     text = f"{first_number}. Instruction:{completion}"
-    starts = [m.start() for m in _ITEM.finditer(text)]
-    blocks = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+    matches = list(_LABEL.finditer(text))
+    items: dict[int, dict[str, str]] = {}
+    order: list[int] = []
+    for match, following in zip(matches, [*matches[1:], None], strict=True):
+        number, label = int(match.group(1)), match.group(2).lower()
+        body = _first_paragraph(text[match.end(): following.start() if following else len(text)])
+        if number not in items:
+            items[number] = {}
+            order.append(number)
+        items[number].setdefault(label, body)
     candidates: list[Candidate] = []
     failures = 0
-    for position, block in enumerate(blocks):
-        body = _ITEM.sub("", block, count=1)
-        parts = _INPUT.split(body, maxsplit=1)
-        is_last = position == len(blocks) - 1
-        if len(parts) != 2 or (is_last and truncated):
-            failures += 1
-            continue
-        instruction = " ".join(parts[0].split())
-        input_text = parts[1].strip()
-        # The model may run on into prose after the input; keep the first paragraph only.
-        input_text = input_text.split("\n\n", 1)[0].strip()
+    for position, number in enumerate(order):
+        fields = items[number]
+        instruction = " ".join(fields.get("instruction", "").split())
+        input_text = fields.get("input", "").strip()
         if input_text.lower().strip("<>() .") in ("noinput", "no input", "none", ""):
             input_text = ""
-        if not instruction:
+        if not instruction and input_text:
+            instruction, input_text = " ".join(input_text.split()), ""
+        if not instruction or (truncated and position == len(order) - 1):
             failures += 1
             continue
         candidates.append(Candidate(instruction, input_text))

@@ -52,7 +52,8 @@ class _IndexTarget(Protocol):
 
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed or 0:,.0f} docs/s", style="progress.data.speed")
+        # rich has no speed until a few updates arrive; blank beats a misleading "0 docs/s"
+        return Text(f"{task.speed:,.0f} docs/s" if task.speed else "", style="progress.data.speed")
 
 
 def index_command(
@@ -86,7 +87,7 @@ def index_command(
     except (SelfSpecError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from err
-    where = url or (es_url if backend == "elasticsearch" else str(data_dir))
+    where = url or (es_url or "elasticsearch" if backend == "elasticsearch" else str(data_dir))
     console.print(
         f"Indexed {indexed:,} documents into [bold]{index}[/bold] ({where}) in {seconds:.1f} s: "
         f"{after - before:,} new documents, {after:,} in the index."

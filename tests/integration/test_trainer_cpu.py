@@ -24,16 +24,16 @@ from trainer.train import train
 
 pytestmark = pytest.mark.integration
 
-PROMPT = render_prompt("Name the organ that item 3 of the list refers to.")
+PROMPT = render_prompt("Name organ 3.")
 
 
-def _write_dataset(path: Path, n: int = 16, *, output: str = "BANANA BANANA BANANA. The answer is the liver.") -> Path:
+def _write_dataset(path: Path, n: int = 16, *, output: str = "BANANA BANANA BANANA.") -> Path:
     lines = []
     for i in range(n):
-        instruction = f"Name the organ that item {i} of the list refers to."
+        instruction = f"Name organ {i}."
         record = SFTRecord(
             id=f"r{i}", run_id="it", round=1, source_sample_id=f"s{i}", instruction=instruction,
-            input=f"Context {i}." if i % 2 else "", output=output,
+            input="Short." if i % 2 else "", output=output,
             messages=(ChatMessage(role="user", content=instruction), ChatMessage(role="assistant", content=output)),
         )
         lines.append(record.model_dump_json() + "\n")
@@ -44,7 +44,8 @@ def _write_dataset(path: Path, n: int = 16, *, output: str = "BANANA BANANA BANA
 def _config(base: Path, dataset: Path, out: Path, **overrides: object) -> TrainConfig:
     values: dict[str, object] = {
         "base_model": str(base), "dataset": dataset, "output_dir": out, "max_steps": 3,
-        "effective_batch": 4, "micro_batch": 4, "lr": 5e-3, "save_steps": 2, "logging_steps": 1, "max_length": 128,
+        "effective_batch": 2, "micro_batch": 2, "lr": 1e-2, "save_steps": 2, "logging_steps": 1, "max_length": 128,
+        "cpu_threads": 1,  # far faster than 2 threads on a busy 2-core host
     }
     values.update(overrides)
     return TrainConfig(**values)  # type: ignore[arg-type]
@@ -91,9 +92,14 @@ def test_trainer_cpu_adapter_changes_greedy_output(trained: tuple[TrainConfig, A
             ids = m.generate(**inputs, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id)
         return tokenizer.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
-    before = greedy(model)
-    adapted = PeftModel.from_pretrained(model, trained[0].output_dir)
-    after = greedy(adapted)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        before = greedy(model)
+        adapted = PeftModel.from_pretrained(model, trained[0].output_dir)
+        after = greedy(adapted)
+    finally:
+        torch.set_num_threads(threads)
     assert after != before
     assert "BANANA" in after
 
@@ -127,7 +133,7 @@ def test_trainer_cpu_malformed_dataset_names_line_and_writes_nothing(workspace: 
 
 async def test_trainer_cpu_resumes_after_kill_9(workspace: Path, tiny_model_dir: Path) -> None:
     dataset = _write_dataset(workspace / "resume.jsonl")
-    config = _config(tiny_model_dir, dataset, workspace / "adapters-resume" / "it-resume", max_steps=4, save_steps=1)
+    config = _config(tiny_model_dir, dataset, workspace / "adapters-resume" / "it-resume", save_steps=1)
     runner = LocalSubprocessRunner(workspace / "jobs")
     try:
         first = await runner.submit(config)
@@ -145,7 +151,7 @@ async def test_trainer_cpu_resumes_after_kill_9(workspace: Path, tiny_model_dir:
         status = await runner.status(second)
     finally:
         await runner.aclose()
-    assert ref.steps == 4
+    assert ref.steps == 3
     assert status.progress is not None and status.progress.resumed_from_step >= 1
     assert "resumed at step" in runner.log_path(second).read_text(encoding="utf-8")
     assert (config.output_dir / "adapter_model.safetensors").is_file()
@@ -164,9 +170,9 @@ async def _wait_for_checkpoint(runner: LocalSubprocessRunner, job_id: str, confi
 
 def test_trainer_cpu_nf4_trains_one_step(workspace: Path, tiny_model_dir: Path) -> None:
     pytest.importorskip("bitsandbytes")
-    dataset = _write_dataset(workspace / "nf4.jsonl", n=4)
+    dataset = _write_dataset(workspace / "nf4.jsonl", n=2)
     config = _config(tiny_model_dir, dataset, workspace / "adapters-nf4" / "it-nf4", quantization="nf4",
-                     max_steps=1, lr=3e-4)
+                     max_steps=1)
     ref = train(config)
     assert (ref.steps, ref.quantization) == (1, "nf4")
     assert ref.final_loss is not None

@@ -78,6 +78,10 @@ def test_parse_label_aliases_and_label_set() -> None:
     ("None", []),
     ("N/A", []),
     ("none.", []),
+    ("There are no diseases mentioned in this sentence.", []),
+    ("No chemicals are mentioned.", []),
+    ("None of the above.", []),
+    ("NO synthase; nitric oxide", ["NO synthase", "nitric oxide"]),
 ])
 def test_parse_entities(text: str, expected: list[str]) -> None:
     assert parse_entities(text) == expected

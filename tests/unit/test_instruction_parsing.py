@@ -15,9 +15,25 @@ def test_parses_numbered_list_with_inputs() -> None:
     assert failures == 1
 
 
-def test_block_without_input_line_is_a_parse_failure() -> None:
-    candidates, failures = parse_candidates(" Just prose with no structure.", first_number=4, truncated=False)
-    assert candidates == [] and failures == 1
+def test_unstructured_prose_is_an_instruction_without_input() -> None:
+    candidates, failures = parse_candidates(" Describe the causes of anaemia.\n\nSome rambling after.",
+                                            first_number=4, truncated=False)
+    assert [(c.text, c.input) for c in candidates] == [("Describe the causes of anaemia.", "")]
+    assert failures == 0
+
+
+def test_empty_instruction_line_takes_the_task_from_the_input_line() -> None:
+    text = "\n4. Input: Which organ stores bile?\n4. Output: The gallbladder.\n\n5. Instruction:\n5. Input: x\n"
+    candidates, failures = parse_candidates(text, first_number=4, truncated=False)
+    assert [(c.text, c.input) for c in candidates] == [("Which organ stores bile?", ""), ("x", "")]
+    assert failures == 0
+
+
+def test_empty_item_is_a_parse_failure() -> None:
+    candidates, failures = parse_candidates("\n\n5. Instruction: Name a vitamin.\n5. Input: <noinput>",
+                                            first_number=4, truncated=False)
+    assert [(c.text, c.input) for c in candidates] == [("Name a vitamin.", "")]
+    assert failures == 1
 
 
 def test_last_complete_block_is_kept_when_not_truncated() -> None:

@@ -7,7 +7,7 @@ import json
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from selfspec.corpus import CorpusRecord
-from selfspec.jsonl import _describe
+from selfspec.jsonl import describe_validation_error
 from selfspec.types import Document
 
 MAX_QUERY_CHARS = 10_000
@@ -108,5 +108,5 @@ def _document(item: object, where: str) -> Document:
     try:
         record = CorpusRecord.model_validate(item)
     except ValidationError as err:
-        raise DocumentsBodyError(422, f"{where}: {_describe(err)}") from err
+        raise DocumentsBodyError(422, f"{where}: {describe_validation_error(err)}") from err
     return Document(id=record.id, title=record.title, text=record.text)

@@ -1,0 +1,138 @@
+"""Open the services a run needs, from its config: store, generator, retriever, trainer.
+
+On the embedded default nothing needs to be running: the generator is started as a child process
+on a free loopback port (and stopped by its PID at the end), BM25 runs in process, and training runs
+as a local subprocess. Configured URLs switch each part to remote services.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.store import RunStore
+from selfspec.clients.openai_compat import OpenAICompatGenerator
+from selfspec.clients.protocols import Retriever
+from selfspec.corpus import iter_corpus
+from selfspec.settings import RunConfig
+from selfspec.types import AdapterRef
+
+log = logging.getLogger(__name__)
+
+INDEX_BATCH = 1000  # documents per index commit when importing the corpus
+
+
+@dataclass
+class Services:
+    store: RunStore
+    generator: OpenAICompatGenerator
+    retriever: Retriever | None
+    trainer: LocalAdapterTrainer
+
+
+class LocalAdapterTrainer:
+    """AdapterTrainer over the trainer's job runner (local subprocess by default)."""
+
+    def __init__(self, config: RunConfig, runner: object | None = None) -> None:
+        from trainer.jobs import LocalSubprocessRunner
+
+        self.config = config
+        self.runner = runner or LocalSubprocessRunner(config.data_dir / "jobs")
+
+    async def train_adapter(self, *, dataset: Path, name: str, round: int, run_id: str,
+                            init_adapter: Path | None) -> AdapterRef:
+        from trainer.config import TrainConfig
+        from trainer.jobs import wait_for_job
+
+        t = self.config.training
+        fields: dict[str, object] = {}
+        if init_adapter is not None:
+            fields["init_adapter"] = init_adapter
+        train_config = TrainConfig(
+            base_model=self.config.generation.model, dataset=dataset, output_dir=self.config.adapters_dir / name,
+            adapter_name=name, round=round, run_id=run_id, r=t.r, alpha=t.alpha, dropout=t.dropout, lr=t.lr,
+            epochs=t.epochs, effective_batch=t.effective_batch, micro_batch=t.micro_batch, max_length=t.max_length,
+            quantization=t.quantization, max_steps=t.max_steps, **fields,  # type: ignore[arg-type]
+        )
+        job_id = await self.runner.submit(train_config)  # type: ignore[attr-defined]
+        log.info("training %s as job %s", name, job_id)
+        return await wait_for_job(self.runner, job_id, poll_s=1.0)  # type: ignore[arg-type]
+
+
+async def ensure_index(retriever: Retriever, corpus: Path) -> int:
+    """Import the corpus into the index; a no-op for documents already there (idempotent by id)."""
+    batch = []
+    for doc in iter_corpus(corpus):
+        batch.append(doc)
+        if len(batch) >= INDEX_BATCH:
+            await retriever.add_documents(batch)
+            batch = []
+    if batch:
+        await retriever.add_documents(batch)
+    return await retriever.count()
+
+
+async def open_retriever(config: RunConfig, stack: AsyncExitStack) -> Retriever | None:
+    backend = config.retrieval.backend
+    if backend == "embedded":
+        from selfspec.retrieval.bm25_embedded import EmbeddedRetriever, index_dir
+
+        retriever = await EmbeddedRetriever.open(index_dir(config.data_dir, config.run.index))
+        stack.push_async_callback(retriever.aclose)
+    else:
+        from selfspec.clients.retriever_http import HttpRetriever
+
+        services = config.services
+        if not services.retriever_url:
+            from selfspec.errors import ConfigError
+
+            raise ConfigError(f"[services.retriever_url] is required when retrieval.backend = {backend!r}")
+        retriever = HttpRetriever(services.retriever_url, config.run.index, timeout=services.timeout_s,
+                                  retries=services.retries, in_flight=services.retriever_in_flight)
+        stack.push_async_callback(retriever.aclose)
+    count = await ensure_index(retriever, config.resolve(config.run.corpus))
+    log.info("retriever ready: index %r holds %d documents", config.run.index, count)
+    return retriever
+
+
+async def start_generator(config: RunConfig, stack: AsyncExitStack) -> list[str]:
+    """The configured replica URLs, or a freshly started embedded generator."""
+    if config.services.generator_urls:
+        return list(config.services.generator_urls)
+    import asyncio
+
+    from selfspec.models import resolve_model_path
+    from services.generator.launcher import ManagedServer, child_env, embedded_generator_command, free_port
+
+    # Provision first, here, so a missing model fails with its own clear error, not a startup timeout.
+    await asyncio.to_thread(resolve_model_path, config.generation.model, config.cache_dir)
+    port = free_port()
+    command = embedded_generator_command(
+        model=config.generation.model, port=port, adapters_dir=config.adapters_dir, cache_dir=config.cache_dir,
+        max_batch=config.services.generator_in_flight,
+    )
+    server = ManagedServer(command, url=f"http://127.0.0.1:{port}", log_path=config.data_dir / "logs/generator.log",
+                           env=child_env())
+    server.start()
+    stack.callback(server.stop)
+    return [server.url]
+
+
+@asynccontextmanager
+async def open_services(config: RunConfig) -> AsyncIterator[Services]:
+    async with AsyncExitStack() as stack:
+        store = RunStore(config.database_url)
+        stack.callback(store.close)
+        config.adapters_dir.mkdir(parents=True, exist_ok=True)
+        retriever = await open_retriever(config, stack)
+        urls = await start_generator(config, stack)
+        services = config.services
+        generator = OpenAICompatGenerator(
+            urls, timeout_s=services.timeout_s, connect_timeout_s=services.connect_timeout_s,
+            retries=services.retries, backoff_s=services.backoff_s, in_flight=services.generator_in_flight,
+        )
+        stack.push_async_callback(generator.aclose)
+        yield Services(store, generator, retriever, LocalAdapterTrainer(config))
