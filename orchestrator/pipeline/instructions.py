@@ -12,7 +12,8 @@ from selfspec.types import SeedTask
 PROMPT_NAME = "instructions"
 NO_INPUT = "<noinput>"
 
-_LABEL = re.compile(r"^[ \t]*(\d+)[ \t]*[.)][ \t]*(Instruction|Input|Output)[ \t]*:", re.M | re.I)
+# A label may start a line or follow other text on the same line ("4. Instruction: 4. Input: ...").
+_LABEL = re.compile(r"(?:^|(?<=\s))(\d+)[ \t]*[.)][ \t]*(Instruction|Input|Output)[ \t]*:", re.M | re.I)
 
 
 def pick_seeds(seeds: list[SeedTask], *, count: int, key: str) -> list[SeedTask]:

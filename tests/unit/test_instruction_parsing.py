@@ -50,3 +50,8 @@ def test_prompt_lists_seeds_and_asks_for_the_next_number() -> None:
     assert prompt.rstrip().endswith("4. Instruction:")
     assert all(f"Instruction: {s.instruction}" in prompt for s in chosen)
     assert "Input: <noinput>" in prompt
+
+
+def test_label_in_the_middle_of_a_line_starts_a_field() -> None:
+    candidates, _ = parse_candidates(" 1. Input: Name the enzyme that digests starch.", first_number=4, truncated=False)
+    assert [(c.text, c.input) for c in candidates] == [("Name the enzyme that digests starch.", "")]

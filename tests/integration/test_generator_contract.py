@@ -1,0 +1,231 @@
+"""The generator contract, run against the embedded server and (when SELFSPEC_VLLM_URL is set) real vLLM.
+
+Both serve the real tiny model. The vLLM server must run with --enable-lora --max-lora-rank 8 and
+VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, see its adapters dir as SELFSPEC_VLLM_ADAPTERS_DIR (default: a dir
+this test creates, which works when vLLM runs on this machine), and serve the model as
+SELFSPEC_VLLM_MODEL (default 'smollm2-135m').
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from selfspec.adapters import validate_adapter_name
+from selfspec.errors import AdapterInvalid
+from services.generator.launcher import ManagedServer, child_env, embedded_generator_command, free_port
+
+pytestmark = pytest.mark.integration
+
+PROMPT = "The three primary colours are"
+
+
+@dataclass
+class Target:
+    kind: str
+    url: str
+    model: str
+    adapters_dir: Path
+
+
+def _make_adapter(model_dir: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter with random (non-zero) weights: enough to change greedy output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_" in name:
+                param.mul_(8.0)
+    peft_model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapters_root(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    root = Path(os.environ.get("SELFSPEC_VLLM_ADAPTERS_DIR") or tmp_path_factory.mktemp("adapters"))
+    for index in range(3):
+        target = root / f"contract-a{index}"
+        if not (target / "adapter_config.json").exists():
+            _make_adapter(tiny_model_dir, target, seed=index)
+    return root
+
+
+def _targets() -> list[str]:
+    kinds = ["embedded"]
+    if os.environ.get("SELFSPEC_VLLM_URL"):
+        kinds.append("vllm")
+    return kinds
+
+
+@pytest.fixture(scope="module", params=_targets())
+def target(request: pytest.FixtureRequest, tiny_model_dir: Path, adapters_root: Path) -> Iterator[Target]:
+    if request.param == "vllm":
+        yield Target("vllm", os.environ["SELFSPEC_VLLM_URL"].rstrip("/"),
+                     os.environ.get("SELFSPEC_VLLM_MODEL", "smollm2-135m"), adapters_root)
+        return
+    port = free_port()
+    command = embedded_generator_command(model=str(tiny_model_dir), port=port, adapters_dir=adapters_root,
+                                         cache_dir=tiny_model_dir.parent.parent)
+    command += ["--served-name", "smollm2-135m"]
+    log_path = adapters_root.parent / f"generator-{port}.log"
+    with ManagedServer(command, url=f"http://127.0.0.1:{port}", log_path=log_path, env=child_env()) as server:
+        yield Target("embedded", server.url, "smollm2-135m", adapters_root)
+
+
+@pytest.fixture
+def client(target: Target) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=target.url, timeout=120) as c:
+        yield c
+
+
+def _complete(client: httpx.Client, model: str, **extra: object) -> httpx.Response:
+    body = {"model": model, "prompt": PROMPT, "max_tokens": 12, "temperature": 0, **extra}
+    return client.post("/v1/completions", json=body)
+
+
+def test_health_and_models(client: httpx.Client, target: Target) -> None:
+    assert client.get("/health").status_code == 200
+    models = client.get("/v1/models").json()
+    assert models["object"] == "list"
+    assert target.model in [m["id"] for m in models["data"]]
+
+
+def test_completion_shape_usage_and_determinism(client: httpx.Client, target: Target) -> None:
+    first, second = _complete(client, target.model), _complete(client, target.model)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["object"] == "text_completion" and body["model"] == target.model
+    choice = body["choices"][0]
+    assert choice["text"] and choice["finish_reason"] in ("length", "stop")
+    assert body["usage"]["completion_tokens"] <= 12
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    assert second.json()["choices"][0]["text"] == choice["text"]  # greedy is deterministic
+
+
+def test_stop_and_max_tokens_are_honoured(client: httpx.Client, target: Target) -> None:
+    full = _complete(client, target.model, max_tokens=24).json()["choices"][0]["text"]
+    word = full.split()[1] if len(full.split()) > 1 else full.split()[0]
+    stopped = _complete(client, target.model, max_tokens=24, stop=[word]).json()["choices"][0]
+    assert word not in stopped["text"] and stopped["finish_reason"] == "stop"
+    short = _complete(client, target.model, max_tokens=3).json()
+    assert short["usage"]["completion_tokens"] <= 3 and short["choices"][0]["finish_reason"] == "length"
+
+
+def test_chat_completion_with_n(client: httpx.Client, target: Target) -> None:
+    body = {"model": target.model, "messages": [{"role": "user", "content": "Name a fruit."}], "max_tokens": 8,
+            "temperature": 1.0, "n": 2, "seed": 1}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    assert payload["object"] == "chat.completion" and len(payload["choices"]) == 2
+    assert all(c["message"]["role"] == "assistant" for c in payload["choices"])
+
+
+def test_streaming_matches_non_streaming(client: httpx.Client, target: Target) -> None:
+    expected = _complete(client, target.model, max_tokens=16).json()["choices"][0]["text"]
+    pieces, done = [], False
+    with client.stream("POST", "/v1/completions", json={"model": target.model, "prompt": PROMPT, "max_tokens": 16,
+                                                        "temperature": 0, "stream": True}) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line.removeprefix("data: ")
+            if data == "[DONE]":
+                done = True
+                break
+            for choice in json.loads(data)["choices"]:
+                pieces.append(choice.get("text") or "")
+    assert done and "".join(pieces) == expected
+
+
+def test_unknown_model_is_404_with_error_body(client: httpx.Client) -> None:
+    response = _complete(client, "no-such-model")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert {"message", "type", "code"} <= set(error)
+
+
+def test_bad_body_is_rejected(client: httpx.Client, target: Target) -> None:
+    response = client.post("/v1/completions", json={"model": target.model, "prompt": PROMPT, "max_tokens": "many"})
+    assert response.status_code in (400, 422)
+
+
+def test_adapter_lifecycle(client: httpx.Client, target: Target) -> None:
+    name, path = "contract-a0", str(target.adapters_dir / "contract-a0")
+    client.post("/v1/unload_lora_adapter", json={"lora_name": name})  # a leftover from an aborted run
+    base_text = _complete(client, target.model, max_tokens=16).json()["choices"][0]["text"]
+
+    loaded = client.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
+    assert loaded.status_code == 200, loaded.text
+    assert name in [m["id"] for m in client.get("/v1/models").json()["data"]]
+    adapted = _complete(client, name, max_tokens=16)
+    assert adapted.status_code == 200 and adapted.json()["choices"][0]["text"] != base_text
+    # The base model still answers as before while the adapter is loaded.
+    assert _complete(client, target.model, max_tokens=16).json()["choices"][0]["text"] == base_text
+
+    duplicate = client.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
+    assert duplicate.status_code == 400
+
+    assert client.post("/v1/unload_lora_adapter", json={"lora_name": name}).status_code == 200
+    assert _complete(client, name).status_code == 404
+    assert client.post("/v1/unload_lora_adapter", json={"lora_name": name}).status_code == 404
+
+
+def test_two_adapters_answer_concurrently(client: httpx.Client, target: Target) -> None:
+    import concurrent.futures
+
+    names = ["contract-a1", "contract-a2"]
+    for name in names:
+        client.post("/v1/unload_lora_adapter", json={"lora_name": name})
+        assert client.post("/v1/load_lora_adapter", json={
+            "lora_name": name, "lora_path": str(target.adapters_dir / name)}).status_code == 200
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda m: _complete(client, m, max_tokens=8), [*names, target.model, names[0]]))
+        assert all(r.status_code == 200 for r in results)
+        texts = [r.json()["choices"][0]["text"] for r in results]
+        assert texts[0] == texts[3]  # same adapter, same greedy answer, whatever it was batched with
+    finally:
+        for name in names:
+            client.post("/v1/unload_lora_adapter", json={"lora_name": name})
+
+
+def test_missing_adapter_path_is_404_and_nothing_loaded(client: httpx.Client, target: Target) -> None:
+    empty = target.adapters_dir / "not-an-adapter"
+    empty.mkdir(exist_ok=True)
+    response = client.post("/v1/load_lora_adapter", json={"lora_name": "ghost", "lora_path": str(empty)})
+    assert response.status_code in (400, 404)
+    assert "ghost" not in [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert _complete(client, target.model).status_code == 200  # still serving the base model
+
+
+def test_unsafe_adapter_names_and_paths_are_refused(client: httpx.Client, target: Target, tmp_path: Path) -> None:
+    # Our client refuses unsafe names before any request, whatever the server.
+    with pytest.raises(AdapterInvalid):
+        validate_adapter_name("../x")
+    if target.kind != "embedded":
+        pytest.skip("vLLM does not restrict names/paths itself; the orchestrator does (tested above)")
+    outside = tmp_path / "outside"
+    shutil.copytree(target.adapters_dir / "contract-a0", outside)
+    for body in ({"lora_name": "../x", "lora_path": str(target.adapters_dir / "contract-a0")},
+                 {"lora_name": "a/b", "lora_path": str(target.adapters_dir / "contract-a0")},
+                 {"lora_name": "outside", "lora_path": str(outside)},
+                 {"lora_name": "dotdot", "lora_path": str(target.adapters_dir / ".." / outside.name)}):
+        response = client.post("/v1/load_lora_adapter", json=body)
+        assert response.status_code == 400, body
+    names = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert not {"../x", "a/b", "outside", "dotdot"} & set(names)
