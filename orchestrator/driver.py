@@ -168,6 +168,9 @@ class RunDriver:
             self.store.set_status(run_id, "running", phase=f"round{rnd}:export", round=rnd)
             paths = export_round(self.store.iter_samples(run_id, rnd), self.run_dir(run_id) / f"round{rnd}")
             summary.datasets[rnd] = paths["sft"]
+            if not cfg.training.enabled:
+                log.info("training disabled: the run ends with round %d's dataset", rnd)
+                return
 
             self.store.set_status(run_id, "running", phase=f"round{rnd}:training", round=rnd)
             started = self._clock()

@@ -41,14 +41,18 @@ async def execute_run(config: RunConfig, *, resume: str | None, console: Console
 
 def print_summary(console: Console, services: Services, summary: RunSummary) -> None:
     table = Table(title=f"run {summary.run_id}")
-    for column in ("round", "samples ok", "failed", "prompts", "kept", "dropped (reason: n)", "dataset", "adapter"):
+    for column in ("round", "samples ok", "failed", "prompts", "kept", "dropped (reason: n)", "adapter"):
         table.add_column(column)
     for rnd, result in summary.rounds.items():
         dropped = ", ".join(f"{k}: {v}" for k, v in sorted(result.verdicts.items()) if k != "kept") or "-"
         adapter = summary.adapters.get(rnd)
         table.add_row(str(rnd), str(result.ok), str(result.failed), str(result.prompts), str(result.kept), dropped,
-                      str(summary.datasets.get(rnd, "")), adapter.name if adapter else "-")
+                      adapter.name if adapter else "-")
     console.print(table)
+    for rnd, path in summary.datasets.items():
+        console.print(f"round {rnd} dataset: {path.parent}/{{sft,alpaca,messages,provenance}}.jsonl")
+    for rnd, adapter in summary.adapters.items():
+        console.print(f"round {rnd} adapter: {adapter.path}")
     timing = Table(title="wall time per phase")
     timing.add_column("phase")
     timing.add_column("seconds", justify="right")

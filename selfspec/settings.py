@@ -71,6 +71,7 @@ class FiltersSection(_Section):
 
 
 class TrainingSection(_Section):
+    enabled: bool = Field(True, description="false: stop after round 1's dataset export (synthesis only)")
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)

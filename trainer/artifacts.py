@@ -39,7 +39,7 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Fields whose change makes old checkpoints unusable for resuming.
 _FINGERPRINT_FIELDS = (
     "base_model", "r", "alpha", "dropout", "target_modules", "lr", "epochs", "effective_batch",
-    "micro_batch", "max_length", "max_steps", "seed", "packing",
+    "micro_batch", "max_length", "max_steps", "seed", "packing", "init_adapter",
 )
 
 

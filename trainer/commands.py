@@ -58,6 +58,7 @@ def train_command(
     effective_batch: Annotated[int, typer.Option(help="Examples per optimizer step.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-4,
     max_length: Annotated[int, typer.Option(help="Max tokens per example.")] = 512,
+    init_adapter: Annotated[Path | None, typer.Option(help="Continue from this adapter's weights.")] = None,
 ) -> None:
     """Fine-tune a LoRA (CPU) / NF4 QLoRA (CUDA) adapter on an SFT dataset; resumable and idempotent."""
     console = Console(stderr=True)
@@ -68,7 +69,7 @@ def train_command(
             base_model=base, dataset=dataset, output_dir=out, adapter_name=name, round=round,
             quantization=quantization,  # type: ignore[arg-type]
             epochs=epochs, max_steps=max_steps, micro_batch=micro_batch, effective_batch=effective_batch,
-            lr=lr, max_length=max_length,
+            lr=lr, max_length=max_length, init_adapter=init_adapter,
         )
         load_sft_records(config.dataset)  # fail fast on a bad line, before the slow torch import
         from trainer.train import train

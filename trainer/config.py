@@ -60,6 +60,10 @@ class TrainConfig:
     )
     round: int = field(default=1, metadata={"help": "Self-specialization round this adapter belongs to."})
     run_id: str = field(default="", metadata={"help": "Pipeline run id, kept in the adapter manifest."})
+    init_adapter: Path | None = field(
+        default=None,
+        metadata={"help": "Start from this adapter's LoRA weights (round 2 with init_from=r1); its r/alpha/targets apply."},
+    )
     # LoRA
     r: int = field(default=8, metadata={"help": "LoRA rank."})
     alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
@@ -110,6 +114,8 @@ class TrainConfig:
         self.output_dir = Path(self.output_dir)
         if self.checkpoint_dir is not None:
             self.checkpoint_dir = Path(self.checkpoint_dir)
+        if self.init_adapter is not None:
+            self.init_adapter = Path(self.init_adapter)
         problems = _problems(self)
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))

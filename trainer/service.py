@@ -1,8 +1,8 @@
 """The trainer service for compose: `POST /jobs`, `GET /jobs/{id}`, `GET /health` over a job runner.
 
 The request body is exactly `TrainConfig`'s fields (generated from the dataclass, unknown keys rejected).
-Relative paths are taken relative to the service's dirs: `dataset` to the data dir, `output_dir` and
-`checkpoint_dir` to the adapters dir; absolute ones must lie inside them. The dataset is validated
+Relative paths are taken relative to the service's dirs: `dataset` to the data dir, `output_dir`,
+`init_adapter` and `checkpoint_dir` to the adapters dir; absolute ones must lie inside them. The dataset is validated
 (file:line errors) before the job is accepted, so a bad dataset never queues a job.
 """
 
@@ -57,6 +57,8 @@ def confine_config(body: dict[str, Any], *, data_dir: Path, adapters_dir: Path) 
     data = dict(body)
     data["dataset"] = _inside(Path(data["dataset"]), data_dir, field="dataset")
     data["output_dir"] = validate_adapter_path(data["output_dir"], adapters_dir)
+    if data.get("init_adapter") is not None:
+        data["init_adapter"] = validate_adapter_path(data["init_adapter"], adapters_dir)
     if data.get("checkpoint_dir") is not None:
         data["checkpoint_dir"] = _inside(Path(data["checkpoint_dir"]), adapters_dir, field="checkpoint_dir")
     return TrainConfig.from_dict(data)

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import PrinterCallback, Trainer, TrainerCallback
 from trl import SFTTrainer
 
-from selfspec.errors import SelfSpecError
+from selfspec.errors import AdapterNotFound, SelfSpecError
 from selfspec.models import resolve_model_path
 from selfspec.types import AdapterRef, SFTRecord
 from trainer.artifacts import WorkState, existing_adapter, publish_adapter, remove_work_dir, training_lock
@@ -141,6 +141,20 @@ def load_model(base_path: Path, config: TrainConfig, *, cuda: bool) -> PreTraine
     return model
 
 
+def _from_adapter(model: Any, config: TrainConfig) -> Any:
+    """Wrap the base model with an existing adapter, trainable: round 2 continues from round 1's weights."""
+    from peft import PeftConfig, PeftModel
+
+    assert config.init_adapter is not None
+    found = PeftConfig.from_pretrained(str(config.init_adapter))
+    if (getattr(found, "r", None), getattr(found, "lora_alpha", None)) != (config.r, config.alpha):
+        log.warning("init adapter %s has r=%s alpha=%s; those win over the config's r=%d alpha=%d",
+                    config.init_adapter, getattr(found, "r", None), getattr(found, "lora_alpha", None),
+                    config.r, config.alpha)
+    log.info("initialising LoRA weights from %s", config.init_adapter)
+    return PeftModel.from_pretrained(model, str(config.init_adapter), is_trainable=True)
+
+
 def _save_adapter(model: Any, path: Path) -> None:
     """A PEFT model saves only the adapter: adapter_config.json + adapter_model.safetensors."""
     model.save_pretrained(path)
@@ -174,6 +188,8 @@ def train(config: TrainConfig, *, progress_callback: ProgressSink | None = None)
     started = time.monotonic()
     records = load_sft_records(config.dataset)  # every line validated before anything is written
     sha = dataset_sha256(config.dataset)
+    if config.init_adapter is not None and not (config.init_adapter / "adapter_config.json").is_file():
+        raise AdapterNotFound(f"init adapter {config.init_adapter} has no adapter_config.json")
     done = existing_adapter(config, sha)
     if done is not None:
         log.info("adapter %s already trained on dataset %s: reusing %s", done.name, sha[:12], config.output_dir)
@@ -200,6 +216,10 @@ def _train(config: TrainConfig, *, records: list[SFTRecord], sha: str, started: 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     dataset = build_dataset(records, eos_token=tokenizer.eos_token, expected_round=config.round)
     model = load_model(base_path, config, cuda=cuda)
+    peft_config = config.to_lora_config()
+    if config.init_adapter is not None:
+        model = _from_adapter(model, config)
+        peft_config = None  # the init adapter brings its own LoRA config
 
     work = WorkState(config, dataset_sha256=sha, quantization=quantization)
     resume = work.prepare()
@@ -210,7 +230,7 @@ def _train(config: TrainConfig, *, records: list[SFTRecord], sha: str, started: 
         args=config.to_sft_config(cuda=cuda),
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=config.to_lora_config(),
+        peft_config=peft_config,
         callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs; the printer would print() raw dicts

@@ -119,6 +119,24 @@ def test_trainer_cpu_is_idempotent_for_same_dataset(trained: tuple[TrainConfig, 
         train(_config(Path(config.base_model), other, config.output_dir))
 
 
+def test_trainer_cpu_round2_starts_from_round1_weights(trained: tuple[TrainConfig, AdapterRef, list],
+                                                      workspace: Path, tiny_model_dir: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    config, _, _ = trained
+    round2 = _config(tiny_model_dir, config.dataset, workspace / "adapters-r2" / "it-r2", round=2, max_steps=1,
+                     lr=1e-9, init_adapter=config.output_dir)
+    ref = train(round2)
+    assert (ref.round, ref.steps) == (2, 1)
+    first = load_file(config.output_dir / "adapter_model.safetensors")
+    second = load_file(round2.output_dir / "adapter_model.safetensors")
+    assert first.keys() == second.keys()
+    # A fresh LoRA starts with B = 0; with lr ~ 0 round 2 must still hold round 1's (non-zero) B.
+    assert max(float(t.abs().max()) for k, t in first.items() if "lora_B" in k) > 0
+    assert all(torch.allclose(first[k], second[k], atol=1e-6) for k in first)
+
+
 def test_trainer_cpu_malformed_dataset_names_line_and_writes_nothing(workspace: Path,
                                                                     tiny_model_dir: Path) -> None:
     dataset = _write_dataset(workspace / "broken.jsonl", n=3)

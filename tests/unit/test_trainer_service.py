@@ -90,6 +90,7 @@ async def test_trainer_service_accepts_job_with_paths_inside_dirs(
         ({"dataset": "../outside.jsonl"}, "dataset"),
         ({"output_dir": "/etc/adapters/x"}, "outside the adapters dir"),
         ({"adapter_name": "a/b"}, "invalid adapter name"),
+        ({"init_adapter": "../../elsewhere"}, "outside the adapters dir"),
         ({"dataset": "bad.jsonl"}, "bad.jsonl:2"),
         ({"dataset": "missing.jsonl"}, "file not found"),
         ({"effective_batch": 30}, "multiple of micro_batch"),
