@@ -96,7 +96,8 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts:
             return _error(400, "prompt: must not be empty", "BadRequestError", "prompt")
-        params = GenerationParams(body.max_tokens, body.temperature, body.top_p, stop_list(body.stop), body.seed)
+        params = GenerationParams(body.max_tokens, body.temperature, body.top_p, stop_list(body.stop), body.seed,
+                                  body.ignore_eos)
         prompt_ids = [engine.tokenize_prompt(p) for p in prompts]
         if body.stream:
             return _stream(engine, body.model, prompt_ids, body.n, params, chat=False)
@@ -120,7 +121,8 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         if not engine.knows_model(body.model):
             return _unknown_model(body.model)
         max_tokens = body.max_completion_tokens or body.max_tokens or 256
-        params = GenerationParams(max_tokens, body.temperature, body.top_p, stop_list(body.stop), body.seed)
+        params = GenerationParams(max_tokens, body.temperature, body.top_p, stop_list(body.stop), body.seed,
+                                  body.ignore_eos)
         prompt_ids = [engine.tokenize_chat([m.model_dump() for m in body.messages])]
         if body.stream:
             return _stream(engine, body.model, prompt_ids, body.n, params, chat=True)

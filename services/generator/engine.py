@@ -38,12 +38,13 @@ class GenerationParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    ignore_eos: bool = False  # vLLM's benchmarking knob: always produce max_tokens
 
     def batch_key(self) -> tuple[Any, ...]:
         # Greedy requests batch together whatever their nominal top_p.
         if self.temperature <= 0:
-            return ("greedy", self.seed)
-        return ("sample", round(self.temperature, 4), round(self.top_p, 4), self.seed)
+            return ("greedy", self.seed, self.ignore_eos)
+        return ("sample", round(self.temperature, 4), round(self.top_p, 4), self.seed, self.ignore_eos)
 
 
 @dataclass
@@ -338,8 +339,10 @@ class GenerationEngine:
             torch.manual_seed(params.seed)
         if self.adapters:
             kwargs["adapter_names"] = [job.adapter or BASE_ADAPTER for job in jobs]
+        eos_ids = set() if params.ignore_eos else self._eos_ids()
+        if params.ignore_eos:
+            kwargs["eos_token_id"] = None
         output = self.model.generate(**kwargs)
-        eos_ids = self._eos_ids()
         results = []
         for row, job in enumerate(jobs):
             new_ids = output[row, longest:].tolist()[: job.params.max_tokens]

@@ -22,6 +22,7 @@ class CompletionRequest(_Request):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    ignore_eos: bool = False
 
 
 class ChatMessageIn(_Request):
@@ -40,6 +41,7 @@ class ChatCompletionRequest(_Request):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    ignore_eos: bool = False
 
 
 class LoadLoRAAdapterRequest(_Request):

@@ -8,7 +8,13 @@ import httpx
 import pytest
 
 from selfspec.clients.openai_compat import OpenAICompatGenerator
-from selfspec.errors import AdapterConflict, AdapterInvalid, AdapterNotFound, BackendResponseError, BackendUnavailable
+from selfspec.errors import (
+    AdapterConflict,
+    AdapterInvalid,
+    AdapterNotFound,
+    BackendResponseError,
+    BackendUnavailable,
+)
 from selfspec.types import SamplingParams
 from tests.fakes.openai_server import FakeState, create_fake_app
 

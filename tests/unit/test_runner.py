@@ -106,7 +106,7 @@ async def test_injected_faults_are_retried_and_bounded(store: RunStore) -> None:
 async def test_resume_keeps_committed_items_and_adds_no_duplicates(store: RunStore) -> None:
     runner, gen = _runner(FakeState(latency_s=0.01), store, _config(), target=30)
     task = asyncio.create_task(runner.run())
-    while store.sample_counts("run1", 1).get("ok", 0) < 10:
+    while store.sample_counts("run1", 1).get("ok", 0) < 10:  # noqa: ASYNC110 (polling the store is the point)
         await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
