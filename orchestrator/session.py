@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -35,6 +36,8 @@ async def execute_run(config: RunConfig, *, resume: str | None, console: Console
         print_summary(console, services, summary)
         if compare and driver.held_out:
             await print_comparison(console, services, driver.held_out, config, summary)
+        if config.eval.tasks and summary.adapters:
+            await evaluate_run(console, services, config, summary, driver.run_dir(run_id) / "eval")
     console.print(f"total wall time {time.monotonic() - started:.0f}s")
     return summary
 
@@ -81,3 +84,46 @@ async def print_comparison(console: Console, services: Services, held_out: list[
         row = answers[i * len(models):(i + 1) * len(models)]
         table.add_row(seed.instruction[:120], seed.output[:120], *(a[:160] for a in row))
     console.print(table)
+
+
+async def evaluate_run(console: Console, services: Services, config: RunConfig, summary: RunSummary,
+                       out: Path) -> None:
+    """Base vs every adapter of the run on the configured task files; report.md + report.png."""
+    from evaluation.contamination import check_contamination, dataset_texts
+    from evaluation.report import write_report
+    from evaluation.runner import MACRO_TASK, evaluate, load_tasks
+
+    task_files = expand_task_paths([config.resolve(Path(t)) for t in config.eval.tasks])
+    models = [config.generation.model, *(a.name for a in summary.adapters.values())]
+    max_items = config.eval.max_items_per_task or None
+    started = time.monotonic()
+    with RichProgress(console) as progress:
+        results = await evaluate(
+            services.generator, models=models, task_files=task_files, shots=list(config.eval.shots),
+            out_dir=out, max_items=max_items, concurrency=config.services.generator_in_flight,
+            on_progress=lambda done, total: progress.update("evaluation", done=done, total=total),
+        )
+    summary.phase_seconds["evaluation"] = time.monotonic() - started
+    items = [item for task in load_tasks(task_files, max_items) for item in task.items]
+    reports = [check_contamination(dataset_texts(path), items, dataset=f"round {rnd} SFT data")
+               for rnd, path in summary.datasets.items()]
+    report = write_report(results, out, contamination=reports)
+    table = Table(title="evaluation (macro average over tasks, %, 95% CI)")
+    for column in ("model", "shots", "macro", "CI"):
+        table.add_column(column)
+    for result in results:
+        if result.task == MACRO_TASK:
+            ci = f"{result.ci_low:.1f}-{result.ci_high:.1f}" if result.ci_low is not None else "-"
+            table.add_row(result.model, str(result.shots), f"{result.value:.1f}", ci)
+    console.print(table)
+    for line in reports:
+        console.print(line.line())
+    console.print(f"evaluation report: [bold]{report}[/] (+ report.png), {summary.phase_seconds['evaluation']:.0f}s")
+
+
+def expand_task_paths(paths: list[Path]) -> list[Path]:
+    """Task arguments may be files or folders of *.jsonl task files."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path])
+    return files
