@@ -62,7 +62,7 @@ class TrainConfig:
     run_id: str = field(default="", metadata={"help": "Pipeline run id, kept in the adapter manifest."})
     init_adapter: Path | None = field(
         default=None,
-        metadata={"help": "Start from this adapter's LoRA weights (round 2 with init_from=r1); its r/alpha/targets apply."},
+        metadata={"help": "Start from this adapter's weights (round 2, init_from=r1); its r/alpha/targets apply."},
     )
     # LoRA
     r: int = field(default=8, metadata={"help": "LoRA rank."})

@@ -1,9 +1,9 @@
 """The trainer service for compose: `POST /jobs`, `GET /jobs/{id}`, `GET /health` over a job runner.
 
 The request body is exactly `TrainConfig`'s fields (generated from the dataclass, unknown keys rejected).
-Relative paths are taken relative to the service's dirs: `dataset` to the data dir, `output_dir`,
-`init_adapter` and `checkpoint_dir` to the adapters dir; absolute ones must lie inside them. The dataset is validated
-(file:line errors) before the job is accepted, so a bad dataset never queues a job.
+Relative paths are taken relative to the service's dirs: `dataset` to the data dir; `output_dir`,
+`init_adapter` and `checkpoint_dir` to the adapters dir. Absolute ones must lie inside them. The dataset
+is validated (file:line errors) before the job is accepted, so a bad dataset never queues a job.
 """
 
 from __future__ import annotations

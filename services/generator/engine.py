@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from selfspec.adapters import validate_adapter_name, validate_adapter_path
 from selfspec.errors import AdapterConflict, AdapterNotFound, BackendOverloaded, SelfSpecError
@@ -41,10 +48,9 @@ class GenerationParams:
     ignore_eos: bool = False  # vLLM's benchmarking knob: always produce max_tokens
 
     def batch_key(self) -> tuple[Any, ...]:
-        # Greedy requests batch together whatever their nominal top_p.
-        if self.temperature <= 0:
-            return ("greedy", self.seed, self.ignore_eos)
-        return ("sample", round(self.temperature, 4), round(self.top_p, 4), self.seed, self.ignore_eos)
+        # Temperature and top_p are applied per row (_PerRowSampling), so greedy and sampled requests
+        # share batches; an explicit seed or ignore_eos applies to a whole generate call.
+        return (self.seed, self.ignore_eos)
 
 
 @dataclass
@@ -80,6 +86,25 @@ def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
         if pos != -1:
             cut = min(cut, pos)
     return text[:cut], cut < len(text)
+
+
+class _PerRowSampling(LogitsProcessor):
+    """Each row's own temperature and top_p; greedy rows keep only their argmax (so sampling = argmax)."""
+
+    def __init__(self, jobs: list[_Job]) -> None:
+        temps = [job.params.temperature for job in jobs]
+        self.greedy = torch.tensor([t <= 0 for t in temps])
+        self.temperature = torch.tensor([t if t > 0 else 1.0 for t in temps], dtype=torch.float32)[:, None]
+        self.top_p = torch.tensor([job.params.top_p for job in jobs], dtype=torch.float32)[:, None]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores / self.temperature.to(scores.dtype)
+        ordered, indices = torch.sort(scores, descending=True, dim=-1)
+        cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
+        drop = (cumulative - torch.softmax(ordered, dim=-1)) >= self.top_p  # keep the token that crosses top_p
+        drop[self.greedy, 1:] = True  # greedy: only the best token survives
+        masked = ordered.masked_fill(drop, float("-inf"))
+        return torch.full_like(scores, float("-inf")).scatter(-1, indices, masked)
 
 
 class _RowStopper(StoppingCriteria):
@@ -331,10 +356,11 @@ class GenerationEngine:
             "pad_token_id": pad_id,
             "stopping_criteria": StoppingCriteriaList([_RowStopper(jobs, longest, self.tokenizer)]),
         }
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
-        else:
+        if all(job.params.temperature <= 0 for job in jobs):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=None, top_p=None, top_k=None,
+                          logits_processor=LogitsProcessorList([_PerRowSampling(jobs)]))
         if params.seed is not None:
             torch.manual_seed(params.seed)
         if self.adapters:

@@ -1,0 +1,106 @@
+"""FastAPI dependencies: what the lifespan opened (as `Annotated` aliases) and the bearer-token check."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request, status
+
+from orchestrator.app.evaluation_jobs import EvaluationJobs
+from orchestrator.app.manager import RunManager
+from orchestrator.app.metrics import ApiMetrics
+from orchestrator.app.settings import ApiSettings
+from orchestrator.services import Services
+from orchestrator.store import RunStore
+from selfspec.clients.openai_compat import OpenAICompatGenerator
+from selfspec.settings import RunConfig
+
+
+@dataclass
+class ApiState:
+    """Everything the routes use; built in the lifespan, handed out per request."""
+
+    config: RunConfig
+    settings: ApiSettings
+    metrics: ApiMetrics
+    services: Services
+    runs: RunManager
+    evaluations: EvaluationJobs
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState | None = getattr(request.app.state, "api", None)
+    if state is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the API is starting or stopping")
+    return state
+
+
+def get_store(state: Annotated[ApiState, Depends(get_state)]) -> RunStore:
+    return state.services.store
+
+
+def get_runs(state: Annotated[ApiState, Depends(get_state)]) -> RunManager:
+    return state.runs
+
+
+def get_evaluations(state: Annotated[ApiState, Depends(get_state)]) -> EvaluationJobs:
+    return state.evaluations
+
+
+def get_config(state: Annotated[ApiState, Depends(get_state)]) -> RunConfig:
+    return state.config
+
+
+def get_generator(state: Annotated[ApiState, Depends(get_state)]) -> OpenAICompatGenerator:
+    return state.services.generator
+
+
+State = Annotated[ApiState, Depends(get_state)]
+Store = Annotated[RunStore, Depends(get_store)]
+Runs = Annotated[RunManager, Depends(get_runs)]
+Evaluations = Annotated[EvaluationJobs, Depends(get_evaluations)]
+Config = Annotated[RunConfig, Depends(get_config)]
+GeneratorClient = Annotated[OpenAICompatGenerator, Depends(get_generator)]
+
+
+# ---- auth ----
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def token_matches(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _expected(request: Request) -> str | None:
+    settings: ApiSettings = request.app.state.settings
+    return settings.token_value
+
+
+def require_token(request: Request) -> None:
+    """Every route but /healthz: `Authorization: Bearer <SELFSPEC_API_TOKEN>` when a token is set."""
+    expected = _expected(request)
+    if expected is not None and not token_matches(_bearer(request), expected):
+        raise _unauthorized()
+
+
+def require_token_or_query(
+    request: Request,
+    token: Annotated[str | None, Query(description="the bearer token, for EventSource (which cannot "
+                                                     "send headers); accepted on this route only")] = None,
+) -> None:
+    expected = _expected(request)
+    if expected is None:
+        return
+    if not (token_matches(_bearer(request), expected) or token_matches(token, expected)):
+        raise _unauthorized()

@@ -1,0 +1,138 @@
+"""Evaluations requested over the API: kept in the store's `evaluations` table, run as background tasks.
+
+Task names resolve under the shipped task dir (`evaluation/tasks`) or `<data_dir>/eval-tasks`, never
+to a path a request supplies. Output goes to `<data_dir>/evaluations/<id>`; `evaluate` appends
+predictions as they arrive, so an evaluation interrupted by a restart is started again and resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from orchestrator.app.errors import EvaluationNotFound, RequestFieldError
+from orchestrator.app.protocol import EvaluationRequest
+from orchestrator.store import RunStore, evaluations
+from selfspec.clients.protocols import Generator
+from selfspec.errors import SelfSpecError
+from selfspec.settings import REPO_ROOT, RunConfig
+
+log = logging.getLogger(__name__)
+
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+
+
+def task_roots(config: RunConfig) -> tuple[Path, ...]:
+    return (REPO_ROOT / "evaluation" / "tasks", config.data_dir / "eval-tasks")
+
+
+def resolve_tasks(names: list[str], config: RunConfig) -> list[Path]:
+    """`biomedical` (a folder of task files) or `biomedical/pubmed_yes_no` (one file), under the task roots."""
+    files: list[Path] = []
+    errors: list[dict[str, Any]] = []
+    for i, name in enumerate(names):
+        if not _TASK_NAME.match(name) or ".." in name:
+            errors.append({"loc": ["body", "tasks", i], "msg": f"invalid task name {name!r}", "type": "task_name"})
+            continue
+        for root in task_roots(config):
+            folder, file = root / name, root / f"{name}.jsonl"
+            if folder.is_dir():
+                files.extend(sorted(p for p in folder.glob("*.jsonl") if p.is_file()))
+                break
+            if file.is_file():
+                files.append(file)
+                break
+        else:
+            errors.append({"loc": ["body", "tasks", i], "msg": f"no task or task folder named {name!r}",
+                           "type": "task_missing"})
+    if errors:
+        raise RequestFieldError(errors)
+    return files
+
+
+class EvaluationJobs:
+    def __init__(self, *, store: RunStore, generator: Generator, config: RunConfig) -> None:
+        self.store, self.generator, self.config = store, generator, config
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.progress: dict[str, tuple[int, int]] = {}
+
+    def out_dir(self, eval_id: str) -> Path:
+        return self.config.data_dir / "evaluations" / eval_id
+
+    # ---- table access ----
+
+    def get(self, eval_id: str) -> dict[str, Any]:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(evaluations).where(evaluations.c.id == eval_id)).mappings().first()
+        if row is None:
+            raise EvaluationNotFound(f"evaluation {eval_id!r} not found")
+        return dict(row)
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.store.engine.connect() as conn:
+            query = select(evaluations).order_by(evaluations.c.created_at.desc())
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def _set(self, eval_id: str, **values: Any) -> None:
+        with self.store.engine.begin() as conn:
+            conn.execute(update(evaluations).where(evaluations.c.id == eval_id).values(**values))
+
+    # ---- lifecycle ----
+
+    def submit(self, request: EvaluationRequest) -> str:
+        if request.run_id is not None:
+            self.store.get_run(request.run_id)  # 404 for an unknown run
+        resolve_tasks(request.tasks, self.config)  # 422 before anything is written
+        eval_id = f"eval-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        with self.store.engine.begin() as conn:
+            conn.execute(evaluations.insert().values(
+                id=eval_id, run_id=request.run_id, status="pending", request=request.model_dump(mode="json"),
+                results=[], report_path="", error="", created_at=datetime.now(UTC)))
+        self._start(eval_id, request)
+        return eval_id
+
+    def _start(self, eval_id: str, request: EvaluationRequest) -> None:
+        task = asyncio.create_task(self._execute(eval_id, request), name=f"eval-{eval_id}")
+        self._tasks[eval_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(eval_id, None))
+
+    async def _execute(self, eval_id: str, request: EvaluationRequest) -> None:
+        from evaluation.report import write_report
+        from evaluation.runner import evaluate
+
+        out = self.out_dir(eval_id)
+        self._set(eval_id, status="running")
+        try:
+            files = resolve_tasks(request.tasks, self.config)
+            results = await evaluate(
+                self.generator, models=request.models, task_files=files, shots=request.shots, out_dir=out,
+                max_items=request.max_items or None, concurrency=request.concurrency, seed=request.seed,
+                on_progress=lambda done, total: self.progress.__setitem__(eval_id, (done, total)),
+            )
+            report = await asyncio.to_thread(write_report, results, out)
+        except (SelfSpecError, ValueError) as err:
+            log.warning("evaluation %s failed: %s", eval_id, err)
+            self._set(eval_id, status="failed", error=str(err)[:2000])
+            return
+        self._set(eval_id, status="completed", results=[r.model_dump(mode="json") for r in results],
+                  report_path=str(report))
+
+    def resume_interrupted(self) -> None:
+        for row in self.list():
+            if row["status"] in ("pending", "running") and row["id"] not in self._tasks:
+                log.info("resuming evaluation %s", row["id"])
+                self._start(row["id"], EvaluationRequest.model_validate(row["request"]))
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10.0)

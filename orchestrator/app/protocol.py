@@ -1,0 +1,167 @@
+"""Request and response models of the orchestrator API (apart from the serving logic, vLLM-style)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- runs ----
+
+class RunCreated(BaseModel):
+    id: str
+    status: str
+    url: str
+
+
+class RunAction(BaseModel):
+    id: str
+    status: str
+    phase: str
+    active: bool
+
+
+class RunSummary(BaseModel):
+    id: str
+    name: str
+    status: str
+    phase: str
+    round: int
+    reason: str
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class RoundProgress(BaseModel):
+    target: int
+    prompts: int
+    instructions_kept: int
+    instructions_total: int
+    samples_ok: int
+    samples_failed: int
+    queue_depth: int
+    verdicts: dict[str, int]
+
+
+class RunDetail(RunSummary):
+    target_per_round: int
+    rounds_total: int
+    rounds: dict[str, RoundProgress]
+    filter_reasons: dict[str, int] = Field(description="instructions dropped, by filter verdict (all rounds)")
+    queue_depth: int = Field(description="kept instructions of the current round waiting for a response")
+    samples_ok: int
+    rate_per_s: float | None = Field(description="samples/s over the last minute (active runs)")
+    eta_s: float | None = Field(description="seconds until the current round's synthesis reaches its target")
+    config: dict[str, Any]
+
+
+class DocRefOut(BaseModel):
+    doc_id: str
+    score: float
+
+
+class SampleOut(BaseModel):
+    seq: int
+    id: str
+    round: int
+    instruction_id: str
+    instruction: str
+    input: str
+    response: str
+    status: str
+    error: str
+    retrieved: list[DocRefOut]
+    model: str
+    prompt_hash: str
+    created_at: datetime
+
+
+class SamplePage(BaseModel):
+    items: list[SampleOut]
+    next_cursor: int | None = Field(description="pass as ?cursor= for the next page (samples.seq); stable "
+                                    "while the run writes: new samples only ever come after it")
+    has_more: bool
+
+
+class Passage(BaseModel):
+    doc_id: str
+    score: float
+    title: str = ""
+    text: str = ""
+    found: bool = Field(description="false when the retriever no longer returns this document's text")
+
+
+class SamplePassages(BaseModel):
+    sample_id: str
+    passages: list[Passage]
+
+
+DatasetFormat = Literal["sft", "alpaca", "messages"]
+SampleStatus = Literal["ok", "failed", "all"]
+
+
+# ---- adapters ----
+
+class AdapterLoadRequest(_Request):
+    path: str | None = Field(None, description="adapter dir under the adapters dir; default: the store's path")
+
+
+class AdapterOut(BaseModel):
+    name: str
+    loaded: bool | None = Field(description="null when the generator cannot be asked")
+    run_id: str | None = None
+    round: int | None = None
+    path: str | None = None
+    base_model: str | None = None
+    created_at: datetime | None = None
+
+
+class AdapterAction(BaseModel):
+    name: str
+    loaded: bool
+    path: str | None = None
+
+
+# ---- evaluations ----
+
+class EvaluationRequest(_Request):
+    models: list[str] = Field(min_length=1, max_length=16, description="served model names, base first")
+    tasks: list[str] = Field(min_length=1, max_length=64,
+                             description="task folders ('biomedical') or files ('biomedical/pubmed_yes_no')")
+    shots: list[int] = Field([0], min_length=1, max_length=8)
+    max_items: int = Field(0, ge=0, description="first N items per task; 0 = all")
+    concurrency: int = Field(8, ge=1, le=64)
+    seed: int = 0
+    run_id: str | None = Field(None, pattern=NAME_PATTERN)
+
+
+class EvaluationOut(BaseModel):
+    id: str
+    run_id: str | None
+    status: str
+    request: dict[str, Any]
+    results: list[dict[str, Any]]
+    report_available: bool
+    progress: dict[str, int] | None = None
+    error: str
+    created_at: datetime
+
+
+class EvaluationCreated(BaseModel):
+    id: str
+    status: str
+    url: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    active_runs: int

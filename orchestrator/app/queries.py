@@ -1,0 +1,83 @@
+"""Read-side queries the API needs beyond `RunStore`'s methods (rate windows, one sample, progress).
+
+They read the store's own tables through its engine; nothing here writes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from orchestrator.store import RunStore, events, samples
+from selfspec.errors import RunNotFound
+
+RATE_WINDOW_S = 60.0  # samples/s is measured over this trailing window
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were written in UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def sample_rate(store: RunStore, run_id: str, round: int, *, now: datetime | None = None) -> float | None:
+    """Samples per second committed over the trailing window (None before two samples)."""
+    now = now or datetime.now(UTC)
+    since = now - timedelta(seconds=RATE_WINDOW_S)
+    query = (select(func.count(), func.min(samples.c.created_at))
+             .where(samples.c.run_id == run_id, samples.c.round == round, samples.c.created_at > since))
+    with store.engine.connect() as conn:
+        count, first = conn.execute(query).one()
+    if count < 2 or first is None:
+        return None
+    elapsed = max((now - as_utc(first)).total_seconds(), 1.0)
+    return count / elapsed
+
+
+def get_sample(store: RunStore, run_id: str, sample_id: str) -> dict[str, Any]:
+    query = select(samples).where(samples.c.run_id == run_id, samples.c.id == sample_id)
+    with store.engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    if row is None:
+        raise RunNotFound(f"sample {sample_id!r} not found in run {run_id!r}")
+    return dict(row)
+
+
+def event_count(store: RunStore, run_id: str) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(events.c.run_id == run_id)).scalar_one())
+
+
+def run_progress(store: RunStore, run: dict[str, Any], *, active: bool) -> dict[str, Any]:
+    """Counts per round and stage, filter reasons, queue depth, rate and ETA of the current round."""
+    config = run["config"] or {}
+    target = int(config.get("generation", {}).get("target_per_round", 0))
+    rounds_total = int(config.get("rounds", {}).get("count", 1))
+    stats = store.stats(run["id"])["rounds"]
+    rounds: dict[str, dict[str, Any]] = {}
+    reasons: dict[str, int] = {}
+    for rnd, entry in stats.items():
+        verdicts: dict[str, int] = entry.get("verdicts", {})
+        ok = entry.get("samples", {}).get("ok", 0)
+        failed = entry.get("samples", {}).get("failed", 0)
+        kept = verdicts.get("kept", 0)
+        rounds[rnd] = {
+            "target": target, "prompts": entry.get("prompts", 0), "instructions_kept": kept,
+            "instructions_total": sum(verdicts.values()), "samples_ok": ok, "samples_failed": failed,
+            "queue_depth": max(kept - ok - failed, 0), "verdicts": verdicts,
+        }
+        for verdict, n in verdicts.items():
+            if verdict != "kept":
+                reasons[verdict] = reasons.get(verdict, 0) + n
+    current = rounds.get(str(run["round"]), {})
+    rate = sample_rate(store, run["id"], run["round"]) if active else None
+    remaining = max(target - current.get("samples_ok", 0), 0)
+    eta = remaining / rate if (rate and run["status"] == "running" and remaining) else None
+    return {
+        "target_per_round": target, "rounds_total": rounds_total, "rounds": rounds,
+        "filter_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "queue_depth": current.get("queue_depth", 0), "rate_per_s": rate, "eta_s": eta,
+        "samples_ok": sum(r["samples_ok"] for r in rounds.values()),
+    }

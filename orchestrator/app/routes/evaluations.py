@@ -1,0 +1,51 @@
+"""`/v1/evaluations`: start an evaluation in the background, read its status, results and report plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response, status
+from fastapi.responses import FileResponse
+
+from orchestrator.app.deps import Config, Evaluations, require_token
+from orchestrator.app.errors import EvaluationNotFound
+from orchestrator.app.evaluation_jobs import EvaluationJobs
+from orchestrator.app.protocol import EvaluationCreated, EvaluationOut, EvaluationRequest
+
+router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], dependencies=[Depends(require_token)])
+
+PLOT = "report.png"
+
+
+def _out(row: dict[str, Any], jobs: EvaluationJobs) -> dict[str, Any]:
+    progress = jobs.progress.get(row["id"])
+    return {**row, "report_available": bool(row["report_path"]),
+            "progress": {"done": progress[0], "total": progress[1]} if progress else None}
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EvaluationCreated)
+async def create_evaluation(request: EvaluationRequest, jobs: Evaluations, response: Response) -> Any:
+    eval_id = jobs.submit(request)
+    response.headers["Location"] = f"/v1/evaluations/{eval_id}"
+    return {"id": eval_id, "status": "pending", "url": f"/v1/evaluations/{eval_id}"}
+
+
+@router.get("", response_model=list[EvaluationOut])
+def list_evaluations(jobs: Evaluations) -> Any:
+    return [_out(row, jobs) for row in jobs.list()]
+
+
+@router.get("/{eval_id}", response_model=EvaluationOut)
+def get_evaluation(eval_id: str, jobs: Evaluations) -> Any:
+    return _out(jobs.get(eval_id), jobs)
+
+
+@router.get("/{eval_id}/plot", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
+def evaluation_plot(eval_id: str, jobs: Evaluations, config: Config) -> FileResponse:
+    row = jobs.get(eval_id)
+    root = (config.data_dir / "evaluations").resolve()
+    plot = (Path(row["report_path"]).parent / PLOT).resolve() if row["report_path"] else None
+    if plot is None or root not in plot.parents or not plot.is_file():
+        raise EvaluationNotFound(f"evaluation {eval_id!r} has no plot (yet)")
+    return FileResponse(plot, media_type="image/png")

@@ -1,0 +1,152 @@
+"""`/v1/runs`: create, list, inspect, page samples, stream events, cancel, resume, download datasets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
+
+from orchestrator.app.datasets import iter_dataset
+from orchestrator.app.deps import Config, Runs, State, Store, require_token, require_token_or_query
+from orchestrator.app.events import parse_last_event_id, run_events
+from orchestrator.app.protocol import (
+    DatasetFormat,
+    Passage,
+    RunAction,
+    RunCreated,
+    RunDetail,
+    RunSummary,
+    SamplePage,
+    SamplePassages,
+    SampleStatus,
+)
+from orchestrator.app.queries import get_sample, run_progress
+from orchestrator.app.run_configs import build_run_config, stored_run_config
+from orchestrator.pipeline.grounding import retrieval_query
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token)])
+stream_router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token_or_query)])
+
+RUN_CONFIG_EXAMPLE = {"run": {"name": "api-demo"}, "generation": {"target_per_round": 20},
+                      "rounds": {"count": 1}, "training": {"enabled": False}}
+
+
+def _summary(run: dict[str, Any], active: bool) -> dict[str, Any]:
+    keys = ("id", "name", "status", "phase", "round", "reason", "created_at", "updated_at")
+    return {**{k: run[k] for k in keys}, "active": active}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunCreated)
+async def create_run(
+    runs: Runs,
+    config: Config,
+    response: Response,
+    body: Annotated[dict[str, Any], Body(description="a run config: the TOML's sections as JSON; omitted keys "
+                                         "come from the server's config",
+                                         openapi_examples={"small": {"value": RUN_CONFIG_EXAMPLE}})],
+) -> RunCreated:
+    run_config = build_run_config(body, config)
+    run_id = runs.create(run_config)
+    response.headers["Location"] = f"/v1/runs/{run_id}"
+    return RunCreated(id=run_id, status="pending", url=f"/v1/runs/{run_id}")
+
+
+@router.get("", response_model=list[RunSummary])
+def list_runs(store: Store, runs: Runs, status_: Annotated[str | None, Query(alias="status")] = None) -> Any:
+    return [_summary(run, runs.is_active(run["id"])) for run in store.list_runs(status=status_)]
+
+
+@router.get("/{run_id}", response_model=RunDetail)
+def get_run(run_id: str, store: Store, runs: Runs) -> Any:
+    run = store.get_run(run_id)
+    active = runs.is_active(run_id)
+    return {**_summary(run, active), **run_progress(store, run, active=active), "config": run["config"]}
+
+
+@router.get("/{run_id}/samples", response_model=SamplePage)
+def list_samples(
+    run_id: str,
+    store: Store,
+    round: Annotated[int | None, Query(ge=1)] = None,
+    status_: Annotated[SampleStatus, Query(alias="status")] = "ok",
+    cursor: Annotated[int, Query(ge=0, description="samples.seq of the last item seen; 0 = from the start")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Any:
+    store.get_run(run_id)
+    rows = store.samples_page(run_id, round=round, status=None if status_ == "all" else status_,
+                              after_seq=cursor, limit=limit)
+    return {"items": rows, "next_cursor": rows[-1]["seq"] if rows else cursor, "has_more": len(rows) == limit}
+
+
+@router.get("/{run_id}/samples/{sample_id}/passages", response_model=SamplePassages)
+async def sample_passages(run_id: str, sample_id: str, state: State) -> SamplePassages:
+    """The documents a sample was grounded on, with their text from the run's retriever.
+
+    The sample keeps (doc id, score); the text is looked up by repeating its retrieval query. A
+    document the index no longer returns is listed with `found: false`.
+    """
+    store = state.services.store
+    run = await asyncio.to_thread(store.get_run, run_id)
+    sample = await asyncio.to_thread(get_sample, store, run_id, sample_id)
+    refs = sample["retrieved"]
+    texts: dict[str, Any] = {}
+    retriever = state.services.retriever
+    if refs and retriever is not None:
+        k = max(len(refs), stored_run_config(run["config"]).retrieval.k)
+        hits = await retriever.search(retrieval_query(sample["instruction"], sample["input"]), k)
+        texts = {hit.id: hit for hit in hits}
+    passages = [
+        Passage(doc_id=ref["doc_id"], score=ref["score"], title=texts[ref["doc_id"]].title,
+                text=texts[ref["doc_id"]].text, found=True) if ref["doc_id"] in texts
+        else Passage(doc_id=ref["doc_id"], score=ref["score"], found=False)
+        for ref in refs
+    ]
+    return SamplePassages(sample_id=sample_id, passages=passages)
+
+
+@stream_router.get("/{run_id}/events", response_class=EventSourceResponse,
+                   responses={200: {"content": {"text/event-stream": {}},
+                                    "description": "SSE: id = events.id; resumable with Last-Event-ID"}})
+async def stream_events(
+    run_id: str,
+    request: Request,
+    state: State,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[int | None, Query(ge=0, description="start after this event id (if no Last-Event-ID)")] = None,
+) -> EventSourceResponse:
+    store = state.services.store
+    await asyncio.to_thread(store.get_run, run_id)
+    start = parse_last_event_id(last_event_id) if last_event_id is not None else (after or 0)
+    stream = run_events(store, run_id, after=start, poll_s=state.settings.sse_poll_s, is_active=state.runs.is_active)
+    return EventSourceResponse(stream, ping=state.settings.sse_ping_s, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/{run_id}/cancel", response_model=RunAction)
+async def cancel_run(run_id: str, runs: Runs, store: Store) -> Any:
+    await runs.cancel(run_id)
+    run = store.get_run(run_id)
+    return {"id": run_id, "status": run["status"], "phase": run["phase"], "active": runs.is_active(run_id)}
+
+
+@router.post("/{run_id}/resume", response_model=RunAction)
+async def resume_run(run_id: str, runs: Runs) -> Any:
+    run = runs.resume(run_id)
+    return {"id": run_id, "status": run["status"], "phase": run["phase"], "active": True}
+
+
+@router.get("/{run_id}/dataset", response_class=StreamingResponse,
+            responses={200: {"content": {"application/x-ndjson": {}}, "description": "the round's dataset"}})
+def download_dataset(
+    run_id: str,
+    store: Store,
+    round: Annotated[int, Query(ge=1)] = 1,
+    format: Annotated[DatasetFormat, Query(description="sft (SFTRecord), alpaca or messages")] = "sft",
+) -> StreamingResponse:
+    store.get_run(run_id)
+    return StreamingResponse(
+        iter_dataset(store, run_id, round, format), media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{run_id}-round{round}-{format}.jsonl"'},
+    )

@@ -1,0 +1,95 @@
+"""Run configs from API requests: merged over the server's config, validated with field paths, confined.
+
+A request body has the TOML's sections; anything it leaves out comes from the server's config (which
+already carries the `SELFSPEC_*` env overrides). The request's own values win over env here, because
+the env shaped the server, not this run. What the server owns (storage, services, the retriever's
+index and corpus) must not differ, and the seeds file must lie in the repo's seeds dir or the data dir:
+no filesystem path from a request reaches outside the configured dirs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from orchestrator.app.errors import RequestFieldError
+from selfspec.settings import REPO_ROOT, RunConfig
+
+SERVER_SECTIONS = ("storage", "services")
+SERVER_FIELDS = (("run", "index"), ("run", "corpus"), ("retrieval", "backend"))
+
+
+class RequestedRunConfig(RunConfig):
+    """A `RunConfig` built from explicit values only (no env source): what a request or the store says."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _error(loc: tuple[str, ...], msg: str, kind: str) -> dict[str, Any]:
+    return {"loc": ["body", *loc], "msg": msg, "type": kind}
+
+
+def allowed_seed_roots(server: RunConfig) -> tuple[Path, ...]:
+    return ((REPO_ROOT / "seeds").resolve(), server.data_dir.resolve())
+
+
+def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
+    resolved = path.resolve()
+    return any(resolved == root or root in resolved.parents for root in roots)
+
+
+def build_run_config(body: Any, server: RunConfig) -> RunConfig:
+    """Validate a request body into a run config, or raise `RequestFieldError` naming every bad field."""
+    if not isinstance(body, dict):
+        raise RequestFieldError([_error((), "expected a JSON object with run config sections", "dict_type")])
+    try:
+        config = RequestedRunConfig(**_merge(server.model_dump(mode="json"), body))
+    except ValidationError as err:
+        raise RequestFieldError([
+            _error(tuple(str(p) for p in e["loc"]), e["msg"], e["type"]) for e in err.errors()
+        ]) from err
+    errors = [
+        _error((section,), "is set by the server's config and cannot differ in a run request", "server_owned")
+        for section in SERVER_SECTIONS if getattr(config, section) != getattr(server, section)
+    ]
+    for section, field in SERVER_FIELDS:
+        if getattr(getattr(config, section), field) != getattr(getattr(server, section), field):
+            wanted = getattr(getattr(server, section), field)
+            errors.append(_error((section, field), f"this server serves {wanted!r}; start a server with "
+                                 "another config for a different index", "server_owned"))
+    seeds = config.resolve(config.run.seeds)
+    if not _inside(seeds, allowed_seed_roots(server)):
+        roots = ", ".join(str(r) for r in allowed_seed_roots(server))
+        errors.append(_error(("run", "seeds"), f"must lie under one of: {roots}", "path_outside"))
+    elif not seeds.is_file():
+        errors.append(_error(("run", "seeds"), f"no such file: {config.run.seeds}", "path_missing"))
+    if errors:
+        raise RequestFieldError(errors)
+    return config
+
+
+def stored_run_config(data: dict[str, Any]) -> RunConfig:
+    """The config a run was created with, as kept in the store."""
+    return RequestedRunConfig(**data)

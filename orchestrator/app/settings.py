@@ -1,0 +1,23 @@
+"""API settings: the bearer token and the HTTP hardening knobs, read once from `SELFSPEC_API_*` env vars."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SELFSPEC_API_", extra="ignore", frozen=True)
+
+    token: SecretStr | None = Field(None, description="bearer token required on every route but /healthz")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
+    cors_origins: tuple[str, ...] = Field((), description="allowed CORS origins; empty = CORS off")
+    sse_poll_s: float = Field(0.25, gt=0, description="how often an SSE stream looks for new events")
+    sse_ping_s: float = Field(15.0, gt=0, description="keep-alive comment interval on SSE streams")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="wait this long for runs to stop on shutdown")
+
+    @property
+    def token_value(self) -> str | None:
+        if self.token is None or not self.token.get_secret_value():
+            return None
+        return self.token.get_secret_value()
