@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -29,3 +29,7 @@ class DashboardFiles(StaticFiles):
 
 def dashboard() -> DashboardFiles:
     return DashboardFiles(directory=STATIC_DIR, html=True)
+
+
+def home_redirect() -> RedirectResponse:
+    return RedirectResponse("/ui/")

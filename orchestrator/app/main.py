@@ -1,0 +1,72 @@
+"""The orchestrator API app: services opened in the lifespan, run tasks owned here, errors mapped once.
+
+    app = create_app(load_config(Path("configs/demo.toml")))   # served by `selfspec serve orchestrator`
+
+On startup the lifespan opens the services (store, generator, retriever, trainer), then resumes every
+run (and evaluation) the store shows as still in progress, e.g. after the previous process was killed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from orchestrator.app.deps import ApiState
+from orchestrator.app.errors import install_error_handlers
+from orchestrator.app.evaluation_jobs import EvaluationJobs
+from orchestrator.app.manager import RunManager
+from orchestrator.app.metrics import ApiMetrics
+from orchestrator.app.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from orchestrator.app.routes import adapters, evaluations, health, runs, ui
+from orchestrator.app.settings import ApiSettings
+from orchestrator.services import Services, open_services
+from selfspec.settings import RunConfig
+
+log = logging.getLogger(__name__)
+
+ServicesFactory = Callable[[RunConfig], AbstractAsyncContextManager[Services]]
+
+
+def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = None,
+               settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    open_all = services_factory or open_services
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_all(config) as services:
+            run_manager = RunManager(services, grace_s=settings.shutdown_grace_s)
+            jobs = EvaluationJobs(store=services.store, generator=services.generator, config=config)
+            collector = metrics.watch_runs(services.store, run_manager.active, services.generator)
+            app.state.api = ApiState(config, settings, metrics, services, run_manager, jobs)
+            resumed = run_manager.resume_interrupted()
+            jobs.resume_interrupted()
+            log.info("orchestrator API ready (store %s; %d runs resumed)", config.database_url, len(resumed))
+            try:
+                yield
+            finally:
+                app.state.api = None
+                await jobs.aclose()
+                await run_manager.aclose()
+                metrics.unwatch(collector)
+
+    app = FastAPI(title="selfspec orchestrator", version="1", lifespan=lifespan,
+                  description="Runs, samples, datasets, adapters and evaluations of Self-Specialization.")
+    app.state.settings = settings
+    app.state.api = None
+    install_error_handlers(app)
+    for router in (runs.router, runs.stream_router, adapters.router, evaluations.router, health.router):
+        app.include_router(router)
+    app.add_api_route("/", ui.home_redirect, include_in_schema=False)
+    app.mount("/ui", ui.dashboard(), name="ui")
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
