@@ -27,6 +27,7 @@ from rich.table import Table
 from evaluation.converters import KINDS, convert
 from evaluation.runner import MACRO_TASK, evaluate
 from evaluation.schema import find_task_files, load_task_file
+from selfspec.console import print_error
 from selfspec.errors import ConfigError, SelfSpecError
 from selfspec.types import EvalResult
 
@@ -35,7 +36,7 @@ DEFAULT_GENERATOR_URL = "http://127.0.0.1:8001"
 
 
 def _fail(err: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {err}")
+    print_error(console, err)
     return typer.Exit(code=2)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from selfspec.console import print_error
 from selfspec.errors import SelfSpecError
 from selfspec.logging_setup import configure_logging
 from selfspec.settings import REPO_ROOT, load_config
@@ -36,7 +37,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug l
 
 
 def _fail(err: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {err}")
+    print_error(console, err)
     return typer.Exit(code=2)
 
 

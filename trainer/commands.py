@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from selfspec.console import print_error
 from selfspec.errors import SelfSpecError
 from trainer.config import QUANTIZATIONS, TrainConfig
 from trainer.data import load_sft_records
@@ -77,7 +78,7 @@ def train_command(
         with _progress() as progress:
             ref = train(config, progress_callback=_ProgressBar(progress))
     except SelfSpecError as err:
-        console.print(f"[red]error:[/red] {err}")
+        print_error(console, err)
         raise typer.Exit(code=2) from err
     loss = f"{ref.final_loss:.4f}" if ref.final_loss is not None else "-"
     console.print(f"adapter [bold]{ref.name}[/bold] at {ref.path}: {ref.steps} steps, final loss {loss}, "

@@ -3,7 +3,7 @@
     selfspec index corpora/biomedical.jsonl --index biomedical              # embedded, in process
     selfspec index corpus.jsonl --index bio --url http://127.0.0.1:8002     # through a running service
     selfspec index corpus.jsonl --index bio --backend elasticsearch --es-url http://localhost:9200
-    selfspec serve retriever --port 8002 --data-dir .selfspec/retriever
+    selfspec serve retriever --port 8002 --data-dir .selfspec
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.text import Text
 
 from selfspec.clients.retriever_http import HttpRetriever
+from selfspec.console import print_error
 from selfspec.corpus import CsvColumns, iter_corpus
 from selfspec.errors import InputFileError, SelfSpecError
 from selfspec.types import Document
@@ -57,7 +58,7 @@ class _RateColumn(ProgressColumn):
 
 
 def index_command(
-    corpus: Annotated[Path, typer.Argument(help="a .jsonl/.csv/.tsv file or a folder of .txt/.md files")],
+    corpus: Annotated[Path, typer.Option("--corpus", "-c", help="a .jsonl/.csv/.tsv file or a folder of .txt/.md files")],
     index: Annotated[str, typer.Option("--index", "-i", help="index name")] = "biomedical",
     data_dir: Annotated[Path, typer.Option(help="where embedded indexes live")] = DEFAULT_DATA_DIR,
     backend: Annotated[BackendName, typer.Option(help="in-process backend")] = "embedded",
@@ -85,7 +86,7 @@ def index_command(
             _import(console, target, iter_corpus(corpus, skipped=[], columns=columns), valid, batch_size)
         )
     except (SelfSpecError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        print_error(console, err)
         raise typer.Exit(1) from err
     where = url or (es_url or "elasticsearch" if backend == "elasticsearch" else str(data_dir))
     console.print(
@@ -100,7 +101,7 @@ def _check_corpus(console: Console, corpus: Path, columns: CsvColumns, *, skip_i
     valid = sum(1 for _ in iter_corpus(corpus, skipped=skipped, columns=columns))
     label = "skipped" if skip_invalid else "invalid"
     for err in skipped[:SHOWN_SKIPS]:
-        console.print(f"[yellow]{label}[/yellow] {err}", highlight=False)
+        print_error(console, err, label=label, style="yellow")
     if len(skipped) > SHOWN_SKIPS:
         console.print(f"[yellow]... and {len(skipped) - SHOWN_SKIPS} more bad records[/yellow]")
     if skipped and not skip_invalid:

@@ -209,7 +209,7 @@ def _cli() -> typer.Typer:
 
 
 def _run_index(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(_cli(), ["index", *args], env={"COLUMNS": "250"})
+    result = CliRunner().invoke(_cli(), ["index", "--corpus", *args], env={"COLUMNS": "250"})
     return result.exit_code, result.output
 
 

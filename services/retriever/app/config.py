@@ -8,7 +8,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_DATA_DIR = Path(".selfspec/retriever")
+from selfspec.settings import REPO_ROOT
+
+# Same place `selfspec run` keeps its embedded indexes (<data_dir>/indexes/<name>), so they are shared.
+DEFAULT_DATA_DIR = REPO_ROOT / ".selfspec"
 
 
 class RetrieverSettings(BaseSettings):
