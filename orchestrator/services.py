@@ -34,13 +34,19 @@ class Services:
 
 
 class LocalAdapterTrainer:
-    """AdapterTrainer over the trainer's job runner (local subprocess by default)."""
+    """AdapterTrainer over the trainer's job runner: the trainer service when configured, else a local subprocess."""
 
     def __init__(self, config: RunConfig, runner: object | None = None) -> None:
-        from trainer.jobs import LocalSubprocessRunner
-
         self.config = config
-        self.runner = runner or LocalSubprocessRunner(config.data_dir / "jobs")
+        if runner is None and config.services.trainer_url:
+            from trainer.client import HttpTrainerClient
+
+            runner = HttpTrainerClient(config.services.trainer_url, retries=config.services.retries)
+        if runner is None:
+            from trainer.jobs import LocalSubprocessRunner
+
+            runner = LocalSubprocessRunner(config.data_dir / "jobs")
+        self.runner = runner
 
     async def train_adapter(self, *, dataset: Path, name: str, round: int, run_id: str,
                             init_adapter: Path | None) -> AdapterRef:

@@ -99,6 +99,7 @@ class ServicesSection(_Section):
     # A comma-separated list or a JSON array in the env var; a TOML array in the file.
     generator_urls: Annotated[tuple[str, ...], NoDecode] = ()
     retriever_url: str = ""
+    trainer_url: str = Field("", description="trainer job API; empty = train in a local subprocess")
     generator_in_flight: int = Field(16, ge=1)
     retriever_in_flight: int = Field(8, ge=1)
     timeout_s: float = Field(300.0, gt=0)

@@ -1,13 +1,19 @@
-"""FastAPI dependencies: what the lifespan opened (as `Annotated` aliases) and the bearer-token check."""
+"""FastAPI dependencies: what the lifespan opened (as `Annotated` aliases) and the bearer-token check.
+
+They are `async def` although they do no I/O: FastAPI runs plain `def` dependencies in its thread
+pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request, status
 
+from orchestrator.app.cache import TTLCache
+from orchestrator.app.engine import Engine
 from orchestrator.app.evaluation_jobs import EvaluationJobs
 from orchestrator.app.manager import RunManager
 from orchestrator.app.metrics import ApiMetrics
@@ -20,40 +26,49 @@ from selfspec.settings import RunConfig
 
 @dataclass
 class ApiState:
-    """Everything the routes use; built in the lifespan, handed out per request."""
+    """Everything the routes use; built in the lifespan, handed out per request.
+
+    Service clients belong to the engine loop: call them through `engine.call(...)`.
+    """
 
     config: RunConfig
     settings: ApiSettings
+    engine: Engine
     metrics: ApiMetrics
     services: Services
     runs: RunManager
     evaluations: EvaluationJobs
+    progress: TTLCache[dict[str, Any]]
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState | None = getattr(request.app.state, "api", None)
     if state is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the API is starting or stopping")
     return state
 
 
-def get_store(state: Annotated[ApiState, Depends(get_state)]) -> RunStore:
+async def get_store(state: Annotated[ApiState, Depends(get_state)]) -> RunStore:
     return state.services.store
 
 
-def get_runs(state: Annotated[ApiState, Depends(get_state)]) -> RunManager:
+async def get_runs(state: Annotated[ApiState, Depends(get_state)]) -> RunManager:
     return state.runs
 
 
-def get_evaluations(state: Annotated[ApiState, Depends(get_state)]) -> EvaluationJobs:
+async def get_evaluations(state: Annotated[ApiState, Depends(get_state)]) -> EvaluationJobs:
     return state.evaluations
 
 
-def get_config(state: Annotated[ApiState, Depends(get_state)]) -> RunConfig:
+async def get_config(state: Annotated[ApiState, Depends(get_state)]) -> RunConfig:
     return state.config
 
 
-def get_generator(state: Annotated[ApiState, Depends(get_state)]) -> OpenAICompatGenerator:
+async def get_engine(state: Annotated[ApiState, Depends(get_state)]) -> Engine:
+    return state.engine
+
+
+async def get_generator(state: Annotated[ApiState, Depends(get_state)]) -> OpenAICompatGenerator:
     return state.services.generator
 
 
@@ -62,6 +77,7 @@ Store = Annotated[RunStore, Depends(get_store)]
 Runs = Annotated[RunManager, Depends(get_runs)]
 Evaluations = Annotated[EvaluationJobs, Depends(get_evaluations)]
 Config = Annotated[RunConfig, Depends(get_config)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 GeneratorClient = Annotated[OpenAICompatGenerator, Depends(get_generator)]
 
 
@@ -87,14 +103,14 @@ def _expected(request: Request) -> str | None:
     return settings.token_value
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
     """Every route but /healthz: `Authorization: Bearer <SELFSPEC_API_TOKEN>` when a token is set."""
     expected = _expected(request)
     if expected is not None and not token_matches(_bearer(request), expected):
         raise _unauthorized()
 
 
-def require_token_or_query(
+async def require_token_or_query(
     request: Request,
     token: Annotated[str | None, Query(description="the bearer token, for EventSource (which cannot "
                                                      "send headers); accepted on this route only")] = None,

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from orchestrator.app.engine import Engine
 from orchestrator.app.errors import EvaluationNotFound, RequestFieldError
 from orchestrator.app.protocol import EvaluationRequest
 from orchestrator.store import RunStore, evaluations
@@ -58,8 +59,10 @@ def resolve_tasks(names: list[str], config: RunConfig) -> list[Path]:
 
 
 class EvaluationJobs:
-    def __init__(self, *, store: RunStore, generator: Generator, config: RunConfig) -> None:
-        self.store, self.generator, self.config = store, generator, config
+    """Evaluation tasks run on the engine loop (with the generator client); the table is read from anywhere."""
+
+    def __init__(self, *, store: RunStore, generator: Generator, config: RunConfig, engine: Engine) -> None:
+        self.store, self.generator, self.config, self.engine = store, generator, config, engine
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.progress: dict[str, tuple[int, int]] = {}
 
@@ -86,7 +89,16 @@ class EvaluationJobs:
 
     # ---- lifecycle ----
 
-    def submit(self, request: EvaluationRequest) -> str:
+    async def submit(self, request: EvaluationRequest) -> str:
+        return await self.engine.call(self._submit(request))
+
+    async def resume_interrupted(self) -> None:
+        await self.engine.call(self._resume_interrupted())
+
+    async def aclose(self) -> None:
+        await self.engine.call(self._aclose())
+
+    async def _submit(self, request: EvaluationRequest) -> str:
         if request.run_id is not None:
             self.store.get_run(request.run_id)  # 404 for an unknown run
         resolve_tasks(request.tasks, self.config)  # 422 before anything is written
@@ -124,13 +136,13 @@ class EvaluationJobs:
         self._set(eval_id, status="completed", results=[r.model_dump(mode="json") for r in results],
                   report_path=str(report))
 
-    def resume_interrupted(self) -> None:
+    async def _resume_interrupted(self) -> None:
         for row in self.list():
             if row["status"] in ("pending", "running") and row["id"] not in self._tasks:
                 log.info("resuming evaluation %s", row["id"])
                 self._start(row["id"], EvaluationRequest.model_validate(row["request"]))
 
-    async def aclose(self) -> None:
+    async def _aclose(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

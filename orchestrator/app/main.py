@@ -2,8 +2,9 @@
 
     app = create_app(load_config(Path("configs/demo.toml")))   # served by `selfspec serve orchestrator`
 
-On startup the lifespan opens the services (store, generator, retriever, trainer), then resumes every
-run (and evaluation) the store shows as still in progress, e.g. after the previous process was killed.
+On startup the lifespan starts the engine (a thread with its own event loop for runs, see engine.py),
+opens the services there (store, generator, retriever, trainer), then resumes every run (and
+evaluation) the store shows as still in progress, e.g. after the previous process was killed.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from orchestrator.app.cache import TTLCache
 from orchestrator.app.deps import ApiState
+from orchestrator.app.engine import Engine
 from orchestrator.app.errors import install_error_handlers
 from orchestrator.app.evaluation_jobs import EvaluationJobs
+from orchestrator.app.lock import DataDirLock
 from orchestrator.app.manager import RunManager
 from orchestrator.app.metrics import ApiMetrics
 from orchestrator.app.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
@@ -39,21 +44,34 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_all(config) as services:
-            run_manager = RunManager(services, grace_s=settings.shutdown_grace_s)
-            jobs = EvaluationJobs(store=services.store, generator=services.generator, config=config)
-            collector = metrics.watch_runs(services.store, run_manager.active, services.generator)
-            app.state.api = ApiState(config, settings, metrics, services, run_manager, jobs)
-            resumed = run_manager.resume_interrupted()
-            jobs.resume_interrupted()
-            log.info("orchestrator API ready (store %s; %d runs resumed)", config.database_url, len(resumed))
+        # The HTTP loop's thread pool serves the blocking store reads of `def` routes.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        lock = DataDirLock(config.data_dir).acquire()
+        engine = Engine().start()
+        try:
+            services = await engine.hold(open_all(config))
             try:
-                yield
+                run_manager = RunManager(services, engine=engine, grace_s=settings.shutdown_grace_s)
+                jobs = EvaluationJobs(store=services.store, generator=services.generator, config=config,
+                                      engine=engine)
+                collector = metrics.watch_runs(services.store, run_manager.active, services.generator)
+                app.state.api = ApiState(config, settings, engine, metrics, services, run_manager, jobs,
+                                         TTLCache(settings.progress_ttl_s))
+                resumed = await run_manager.resume_interrupted()
+                await jobs.resume_interrupted()
+                log.info("orchestrator API ready (store %s; %d runs resumed)", config.database_url, len(resumed))
+                try:
+                    yield
+                finally:
+                    app.state.api = None
+                    await jobs.aclose()
+                    await run_manager.aclose()
+                    metrics.unwatch(collector)
             finally:
-                app.state.api = None
-                await jobs.aclose()
-                await run_manager.aclose()
-                metrics.unwatch(collector)
+                await engine.release()
+        finally:
+            engine.stop()
+            lock.release()
 
     app = FastAPI(title="selfspec orchestrator", version="1", lifespan=lifespan,
                   description="Runs, samples, datasets, adapters and evaluations of Self-Specialization.")

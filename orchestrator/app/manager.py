@@ -1,5 +1,8 @@
 """The runs this API process drives: one asyncio task per active run, resumed after a restart.
 
+Run tasks live on the engine loop (see engine.py); the public methods are coroutines callable from
+the HTTP loop, and hop to the engine themselves.
+
 Runs live in the store, not here: this only knows which of them have a task in this process. On
 startup, runs the store still shows as pending/running/paused (the process died under them) are
 started again; the driver resumes each from its committed items. On shutdown the tasks are
@@ -13,6 +16,7 @@ import asyncio
 import logging
 from typing import Any
 
+from orchestrator.app.engine import Engine
 from orchestrator.app.errors import RunStateConflict
 from orchestrator.app.queries import TERMINAL
 from orchestrator.app.run_configs import stored_run_config
@@ -31,8 +35,8 @@ CANCEL_REASON = "cancelled by API request"
 
 
 class RunManager:
-    def __init__(self, services: Services, *, grace_s: float = 10.0) -> None:
-        self.services = services
+    def __init__(self, services: Services, *, engine: Engine, grace_s: float = 10.0) -> None:
+        self.services, self.engine = services, engine
         self.grace_s = grace_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
@@ -42,13 +46,13 @@ class RunManager:
         return self.services.store
 
     def active(self) -> list[str]:
-        return sorted(self._tasks)
+        return sorted(tuple(self._tasks))  # read from other threads: copy in one C-level step
 
     def is_active(self, run_id: str) -> bool:
         """A task drives the run, or a cancel of it is still settling its final status."""
         return run_id in self._tasks or run_id in self._cancelling
 
-    # ---- starting ----
+    # ---- helpers (engine loop) ----
 
     def _trainer(self, config: RunConfig) -> AdapterTrainer:
         trainer = self.services.trainer
@@ -78,14 +82,32 @@ class RunManager:
         else:
             log.info("run %s completed", run_id, extra={"run_id": run_id})
 
-    def create(self, config: RunConfig) -> str:
+    async def create(self, config: RunConfig) -> str:
         """Register and start a run. Seeds are read first, so a bad seeds file writes nothing."""
+        return await self.engine.call(self._create(config))
+
+    async def resume(self, run_id: str) -> dict[str, Any]:
+        return await self.engine.call(self._resume(run_id))
+
+    async def cancel(self, run_id: str) -> None:
+        await self.engine.call(self._cancel(run_id))
+
+    async def resume_interrupted(self) -> list[str]:
+        return await self.engine.call(self._resume_interrupted())
+
+    async def aclose(self) -> None:
+        """Stop every task; their runs are left `paused` for the next start to resume."""
+        await self.engine.call(self._aclose())
+
+    # ---- on the engine loop ----
+
+    async def _create(self, config: RunConfig) -> str:
         driver = self._driver(config)
         run_id = driver.create()
         self._start(run_id, driver)
         return run_id
 
-    def resume(self, run_id: str) -> dict[str, Any]:
+    async def _resume(self, run_id: str) -> dict[str, Any]:
         run = self.store.get_run(run_id)
         if self.is_active(run_id):
             raise RunStateConflict(f"run {run_id!r} is already running (or being cancelled)")
@@ -94,7 +116,7 @@ class RunManager:
         self._start(run_id, self._driver(stored_run_config(run["config"])))
         return run
 
-    def resume_interrupted(self) -> list[str]:
+    async def _resume_interrupted(self) -> list[str]:
         """Start every run the store shows as in progress (this process is its only driver)."""
         resumed = []
         for run in self.store.list_runs():
@@ -110,8 +132,6 @@ class RunManager:
             resumed.append(run["id"])
         return resumed
 
-    # ---- stopping ----
-
     async def _stop(self, run_ids: list[str]) -> None:
         tasks = [self._tasks[r] for r in run_ids if r in self._tasks]
         for task in tasks:
@@ -121,7 +141,7 @@ class RunManager:
             for task in pending:
                 log.warning("%s did not stop within %.0fs", task.get_name(), self.grace_s)
 
-    async def cancel(self, run_id: str) -> None:
+    async def _cancel(self, run_id: str) -> None:
         run = self.store.get_run(run_id)
         if not self.is_active(run_id) and run["status"] in TERMINAL:
             raise RunStateConflict(f"run {run_id!r} is already {run['status']}")
@@ -133,8 +153,7 @@ class RunManager:
         if self.store.get_run(run_id)["status"] != "completed":  # it may have finished meanwhile
             self.store.set_status(run_id, "cancelled", reason=CANCEL_REASON)
 
-    async def aclose(self) -> None:
-        """Stop every task; their runs are left `paused` for the next start to resume."""
+    async def _aclose(self) -> None:
         run_ids = self.active()
         await self._stop(run_ids)
         for run_id in run_ids:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -134,7 +134,8 @@ class AdapterAction(BaseModel):
 # ---- evaluations ----
 
 class EvaluationRequest(_Request):
-    models: list[str] = Field(min_length=1, max_length=16, description="served model names, base first")
+    models: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        min_length=1, max_length=16, description="served model names (base, adapters), base first")
     tasks: list[str] = Field(min_length=1, max_length=64,
                              description="task folders ('biomedical') or files ('biomedical/pubmed_yes_no')")
     shots: list[int] = Field([0], min_length=1, max_length=8)

@@ -33,7 +33,7 @@ def sample_rate(store: RunStore, run_id: str, round: int, *, now: datetime | Non
     if count < 2 or first is None:
         return None
     elapsed = max((now - as_utc(first)).total_seconds(), 1.0)
-    return count / elapsed
+    return float(count) / elapsed
 
 
 def get_sample(store: RunStore, run_id: str, sample_id: str) -> dict[str, Any]:

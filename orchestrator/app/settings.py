@@ -14,6 +14,10 @@ class ApiSettings(BaseSettings):
     cors_origins: tuple[str, ...] = Field((), description="allowed CORS origins; empty = CORS off")
     sse_poll_s: float = Field(0.25, gt=0, description="how often an SSE stream looks for new events")
     sse_ping_s: float = Field(15.0, gt=0, description="keep-alive comment interval on SSE streams")
+    progress_ttl_s: float = Field(0.5, ge=0, description="GET /v1/runs/{id} is recomputed at most this often "
+                                  "(0 = every request); actions through this API refresh it at once")
+    worker_threads: int = Field(6, ge=1, description="threads serving blocking reads (store queries); few, so "
+                                "the engine thread driving runs keeps its share of the GIL under read load")
     shutdown_grace_s: float = Field(10.0, ge=0, description="wait this long for runs to stop on shutdown")
 
     @property

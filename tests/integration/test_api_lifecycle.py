@@ -8,7 +8,13 @@ import httpx
 import pytest
 
 from orchestrator.store import RunStore
-from tests.integration.test_api_support import api_config, fake_generator, read_events, running_api, wait_for_status
+from tests.integration.test_api_support import (
+    api_config,
+    fake_generator,
+    read_events,
+    running_api,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.integration
 

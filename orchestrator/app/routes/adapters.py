@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
 
-from orchestrator.app.deps import Config, GeneratorClient, Store, require_token
+from orchestrator.app.deps import Config, EngineDep, GeneratorClient, Store, require_token
 from orchestrator.app.protocol import AdapterAction, AdapterLoadRequest, AdapterOut
 from selfspec.adapters import validate_adapter_name, validate_adapter_path
 from selfspec.errors import AdapterNotFound, BackendError
@@ -22,9 +22,9 @@ router = APIRouter(prefix="/v1/adapters", tags=["adapters"], dependencies=[Depen
 
 
 @router.get("", response_model=list[AdapterOut])
-async def list_adapters(store: Store, generator: GeneratorClient) -> Any:
+async def list_adapters(store: Store, generator: GeneratorClient, engine: EngineDep) -> Any:
     try:
-        loaded: set[str] | None = set(await generator.list())
+        loaded: set[str] | None = set(await engine.call(generator.list()))
     except BackendError as err:  # the list still shows what the store knows
         log.warning("cannot list the generator's adapters: %s", err)
         loaded = None
@@ -44,6 +44,7 @@ async def load_adapter(
     store: Store,
     config: Config,
     generator: GeneratorClient,
+    engine: EngineDep,
     body: Annotated[AdapterLoadRequest | None, Body()] = None,
 ) -> AdapterAction:
     validate_adapter_name(name)
@@ -54,14 +55,14 @@ async def load_adapter(
         if row is None:
             raise AdapterNotFound(f"adapter {name!r} is not in the store; give its path under the adapters dir")
         path = validate_adapter_path(row["path"], config.adapters_dir)
-    if not path.is_dir():
+    if not await asyncio.to_thread(path.is_dir):
         raise AdapterNotFound(f"no adapter directory at {path}")
-    await generator.load_adapter(name, str(path))
+    await engine.call(generator.load_adapter(name, str(path)))
     return AdapterAction(name=name, loaded=True, path=str(path))
 
 
 @router.post("/{name}/unload", response_model=AdapterAction)
-async def unload_adapter(name: str, generator: GeneratorClient) -> AdapterAction:
+async def unload_adapter(name: str, generator: GeneratorClient, engine: EngineDep) -> AdapterAction:
     validate_adapter_name(name)
-    await generator.unload_adapter(name)
+    await engine.call(generator.unload_adapter(name))
     return AdapterAction(name=name, loaded=False)

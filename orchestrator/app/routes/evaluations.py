@@ -26,7 +26,7 @@ def _out(row: dict[str, Any], jobs: EvaluationJobs) -> dict[str, Any]:
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EvaluationCreated)
 async def create_evaluation(request: EvaluationRequest, jobs: Evaluations, response: Response) -> Any:
-    eval_id = jobs.submit(request)
+    eval_id = await jobs.submit(request)
     response.headers["Location"] = f"/v1/evaluations/{eval_id}"
     return {"id": eval_id, "status": "pending", "url": f"/v1/evaluations/{eval_id}"}
 

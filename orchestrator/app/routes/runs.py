@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
@@ -24,7 +24,7 @@ from orchestrator.app.protocol import (
     SampleStatus,
 )
 from orchestrator.app.queries import get_sample, run_progress
-from orchestrator.app.run_configs import build_run_config, stored_run_config
+from orchestrator.app.run_configs import build_run_config
 from orchestrator.pipeline.grounding import retrieval_query
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token)])
@@ -49,7 +49,7 @@ async def create_run(
                                          openapi_examples={"small": {"value": RUN_CONFIG_EXAMPLE}})],
 ) -> RunCreated:
     run_config = build_run_config(body, config)
-    run_id = runs.create(run_config)
+    run_id = await runs.create(run_config)
     response.headers["Location"] = f"/v1/runs/{run_id}"
     return RunCreated(id=run_id, status="pending", url=f"/v1/runs/{run_id}")
 
@@ -60,10 +60,15 @@ def list_runs(store: Store, runs: Runs, status_: Annotated[str | None, Query(ali
 
 
 @router.get("/{run_id}", response_model=RunDetail)
-def get_run(run_id: str, store: Store, runs: Runs) -> Any:
-    run = store.get_run(run_id)
-    active = runs.is_active(run_id)
-    return {**_summary(run, active), **run_progress(store, run, active=active), "config": run["config"]}
+def get_run(run_id: str, state: State) -> Any:
+    store, runs = state.services.store, state.runs
+
+    def compute() -> dict[str, Any]:
+        run = store.get_run(run_id)
+        active = runs.is_active(run_id)
+        return {**_summary(run, active), **run_progress(store, run, active=active), "config": run["config"]}
+
+    return state.progress.get(run_id, compute)
 
 
 @router.get("/{run_id}/samples", response_model=SamplePage)
@@ -95,8 +100,9 @@ async def sample_passages(run_id: str, sample_id: str, state: State) -> SamplePa
     texts: dict[str, Any] = {}
     retriever = state.services.retriever
     if refs and retriever is not None:
-        k = max(len(refs), stored_run_config(run["config"]).retrieval.k)
-        hits = await retriever.search(retrieval_query(sample["instruction"], sample["input"]), k)
+        k = max(len(refs), int((run["config"] or {}).get("retrieval", {}).get("k", len(refs))))
+        query = retrieval_query(sample["instruction"], sample["input"])
+        hits = await state.engine.call(retriever.search(query, k))
         texts = {hit.id: hit for hit in hits}
     passages = [
         Passage(doc_id=ref["doc_id"], score=ref["score"], title=texts[ref["doc_id"]].title,
@@ -112,7 +118,6 @@ async def sample_passages(run_id: str, sample_id: str, state: State) -> SamplePa
                                     "description": "SSE: id = events.id; resumable with Last-Event-ID"}})
 async def stream_events(
     run_id: str,
-    request: Request,
     state: State,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, description="start after this event id (if no Last-Event-ID)")] = None,
@@ -125,15 +130,18 @@ async def stream_events(
 
 
 @router.post("/{run_id}/cancel", response_model=RunAction)
-async def cancel_run(run_id: str, runs: Runs, store: Store) -> Any:
+async def cancel_run(run_id: str, state: State) -> Any:
+    runs, store = state.runs, state.services.store
     await runs.cancel(run_id)
-    run = store.get_run(run_id)
+    state.progress.invalidate(run_id)
+    run = await asyncio.to_thread(store.get_run, run_id)
     return {"id": run_id, "status": run["status"], "phase": run["phase"], "active": runs.is_active(run_id)}
 
 
 @router.post("/{run_id}/resume", response_model=RunAction)
-async def resume_run(run_id: str, runs: Runs) -> Any:
-    run = runs.resume(run_id)
+async def resume_run(run_id: str, state: State) -> Any:
+    run = await state.runs.resume(run_id)
+    state.progress.invalidate(run_id)
     return {"id": run_id, "status": run["status"], "phase": run["phase"], "active": True}
 
 

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 

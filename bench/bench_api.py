@@ -1,0 +1,232 @@
+"""API benchmark: reads under load while a run writes, and what that load costs the run.
+
+    .venv/bin/python bench/bench_api.py                       # 300 samples/run, 50 clients
+    .venv/bin/python bench/bench_api.py --target 600 --clients 100 --latency 0.02
+
+The fake generator (tests/fakes) and the API (`python -m orchestrator.app`) run as child processes on
+free loopback ports. Three runs of the same config: a baseline without API load, the same run while
+`--clients` concurrent clients poll `GET /v1/runs/{id}` (half of them) and page through
+`GET /v1/runs/{id}/samples` by cursor (the other half), then a second baseline. Reported: requests/s
+and p50/p99 latency per route, and the loaded run's samples/s over the mean baseline (1.0 = no cost).
+Not a test: it prints figures and ratios and asserts nothing. Every request goes to 127.0.0.1 and the
+load stops when the run completes or after --max-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
+
+from orchestrator.app.queries import as_utc  # noqa: E402
+from orchestrator.store import RunStore  # noqa: E402
+from services.generator.launcher import ManagedServer, free_port  # noqa: E402
+from tests.integration.test_api_support import config_data, config_toml  # noqa: E402
+
+console = Console()
+
+
+@dataclass
+class Load:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"run": [], "samples": []})
+    errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    pages_walked: int = 0
+
+    def error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def start_api(config: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.app", "--port", str(port), "--config", str(config)],
+            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"API exited; see {log_path}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("API did not start")
+
+
+def samples_per_second(store: RunStore, run_id: str) -> float:
+    """Steady-state rate: samples committed between the first and the last one."""
+    stamps = sorted(as_utc(row["created_at"]) for row in store.samples_page(run_id, limit=100_000))
+    span = (stamps[-1] - stamps[0]).total_seconds()
+    return (len(stamps) - 1) / span if span > 0 else float("nan")
+
+
+def run_done(store: RunStore, run_id: str) -> bool:
+    return store.get_run(run_id)["status"] in ("completed", "failed", "cancelled")
+
+
+async def timed_get(client: httpx.AsyncClient, load: Load, route: str, url: str,
+                    params: dict[str, int] | None = None) -> httpx.Response | None:
+    started = time.perf_counter()
+    try:
+        response = await client.get(url, params=params)
+    except httpx.HTTPError as err:
+        load.error(type(err).__name__)
+        return None
+    load.latencies[route].append(time.perf_counter() - started)
+    if response.status_code != 200:
+        load.error(f"HTTP {response.status_code}")
+        return None
+    return response
+
+
+async def poll_run(client: httpx.AsyncClient, run_id: str, load: Load, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await timed_get(client, load, "run", f"/v1/runs/{run_id}")
+
+
+async def page_samples(client: httpx.AsyncClient, run_id: str, load: Load, stop: asyncio.Event) -> None:
+    cursor = 0
+    while not stop.is_set():
+        response = await timed_get(client, load, "samples", f"/v1/runs/{run_id}/samples",
+                                   params={"cursor": cursor, "limit": 50})
+        if response is None:
+            continue
+        page = response.json()
+        if page["has_more"]:
+            cursor = page["next_cursor"]
+        else:
+            cursor, load.pages_walked = 0, load.pages_walked + 1  # caught up with the writer: start over
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+@dataclass
+class Phase:
+    rate: float  # samples/s of the run
+    load: Load
+    wall: float
+    api_cpu: float  # CPU seconds the API process used during the phase
+
+
+async def execute(base_url: str, store: RunStore, *, name: str, clients: int, max_s: float) -> tuple[str, Load, float]:
+    load = Load()
+    stop = asyncio.Event()
+    limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+        response = await client.post("/v1/runs", json={"run": {"name": name}})
+        response.raise_for_status()
+        run_id = response.json()["id"]
+        started = time.monotonic()
+        workers = [asyncio.create_task((poll_run if i % 2 == 0 else page_samples)(client, run_id, load, stop))
+                   for i in range(clients)]
+        while not await asyncio.to_thread(run_done, store, run_id):
+            if time.monotonic() - started > max_s:
+                console.print(f"[yellow]{name}: stopped after {max_s:.0f}s[/]")
+                break
+            await asyncio.sleep(0.2)
+        wall = time.monotonic() - started
+        stop.set()
+        await asyncio.gather(*workers)
+    return run_id, load, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", type=int, default=300, help="samples per run")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent API clients during the loaded run")
+    parser.add_argument("--latency", type=float, default=0.02, help="fake generator latency per call (s)")
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="give up on a run after this long")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        gen_port, api_port = free_port(), free_port()
+        fake = ManagedServer(
+            [sys.executable, "-m", "tests.fakes.serve", "--port", str(gen_port), "--latency", str(args.latency)],
+            url=f"http://127.0.0.1:{gen_port}", log_path=tmp / "fake.log",
+            env={**os.environ, "PYTHONPATH": str(REPO)}, startup_timeout_s=60)
+        data = config_data(tmp, fake.url, target=args.target)
+        data["generation"].update({"instruction_workers": 4, "response_workers": 8})
+        config = tmp / "bench.toml"
+        config.write_text(config_toml(data))
+        with fake:
+            api = start_api(config, api_port, tmp / "api.log")
+            store = RunStore(f"sqlite:///{tmp / 'data' / 'selfspec.db'}")
+            base_url = f"http://127.0.0.1:{api_port}"
+            try:
+                results = {}
+                for name, clients in (("baseline", 0), ("loaded", args.clients), ("baseline2", 0)):
+                    cpu = cpu_seconds(api.pid)
+                    run_id, load, wall = asyncio.run(execute(base_url, store, name=name, clients=clients,
+                                                             max_s=args.max_seconds))
+                    results[name] = Phase(samples_per_second(store, run_id), load, wall, cpu_seconds(api.pid) - cpu)
+            finally:
+                api.send_signal(signal.SIGTERM)
+                api.wait(timeout=30)
+                store.close()
+    report(results, args)
+
+
+def report(results: dict[str, Phase], args: argparse.Namespace) -> None:
+    load1, load5, _ = os.getloadavg()
+    console.print(f"machine: {os.cpu_count()} cores, load average {load1:.1f} (1 min) / {load5:.1f} (5 min)")
+    runs = Table(title=f"run throughput ({args.target} samples, fake generator {args.latency * 1000:.0f} ms/call)")
+    for column in ("run", "API clients", "samples/s", "wall s", "API process CPU s"):
+        runs.add_column(column, justify="right")
+    for name, phase in results.items():
+        runs.add_row(name, str(args.clients if name == "loaded" else 0), f"{phase.rate:.1f}", f"{phase.wall:.1f}",
+                     f"{phase.api_cpu:.1f}")
+    console.print(runs)
+    loaded = results["loaded"]
+    rate, load, wall = loaded.rate, loaded.load, loaded.wall
+    reads = Table(title=f"API reads while the run writes ({args.clients} concurrent clients)")
+    for column in ("route", "requests", "req/s", "p50 ms", "p99 ms"):
+        reads.add_column(column, justify="right")
+    everything: list[float] = []
+    for route, label in (("run", "GET /v1/runs/{id}"), ("samples", "GET /v1/runs/{id}/samples")):
+        values = load.latencies[route]
+        everything += values
+        reads.add_row(label, str(len(values)), f"{len(values) / wall:.0f}", f"{percentile(values, 0.5) * 1000:.1f}",
+                      f"{percentile(values, 0.99) * 1000:.1f}")
+    reads.add_row("all", str(len(everything)), f"{len(everything) / wall:.0f}",
+                  f"{percentile(everything, 0.5) * 1000:.1f}", f"{percentile(everything, 0.99) * 1000:.1f}")
+    console.print(reads)
+    baseline = statistics.mean([results["baseline"].rate, results["baseline2"].rate])
+    run_cpu = statistics.mean([results["baseline"].api_cpu, results["baseline2"].api_cpu])
+    console.print(f"errors: {load.errors} {load.error_kinds or ''}; full sample walks: {load.pages_walked}; API CPU per read: "
+                  f"{(loaded.api_cpu - run_cpu) / max(len(everything), 1) * 1000:.2f} ms "
+                  f"(loaded phase CPU minus the mean baseline run's)")
+    console.print(f"[bold]samples/s under API load / without: {rate / baseline:.2f}[/] "
+                  f"({rate:.1f} vs {baseline:.1f}, mean of two baselines)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The engine: a dedicated thread with its own event loop for runs, evaluations and their service clients.
+
+Why: a run does CPU work between awaits (filter decisions, exports), and on the HTTP event loop that
+work would stall every request. With runs on their own loop, the HTTP loop only waits for the GIL's
+switch interval, so reads stay fast while a run computes. Service clients (httpx pools, retriever,
+trainer jobs) are opened and used on the engine loop only; the API reaches them through `call()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Engine:
+    def __init__(self, name: str = "selfspec-engine") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._release: asyncio.Event | None = None
+        self._holder: concurrent.futures.Future[None] | None = None
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def start(self) -> Engine:
+        self._thread.start()
+        return self
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the engine loop and await its result from another loop."""
+        return await asyncio.wrap_future(self.submit(coro))
+
+    async def hold(self, context: AbstractAsyncContextManager[T]) -> T:
+        """Enter `context` in one engine task that keeps it open until `release()`; returns its value."""
+        entered: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._release = asyncio.Event()
+        release = self._release
+
+        async def keep_open() -> None:
+            try:
+                async with context as value:
+                    entered.set_result(value)
+                    await release.wait()
+            except BaseException as err:
+                if not entered.done():
+                    entered.set_exception(err)
+                    return
+                raise
+
+        self._holder = self.submit(keep_open())
+        return await asyncio.wrap_future(entered)
+
+    async def release(self) -> None:
+        """Leave the context entered by `hold()` (in the task that entered it)."""
+        if self._release is not None and self._holder is not None:
+            self.loop.call_soon_threadsafe(self._release.set)
+            await asyncio.wrap_future(self._holder)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=timeout_s)

@@ -1,0 +1,211 @@
+"""Bearer token on every route but /healthz, body limit, config validation, adapter names and paths."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import typer
+
+from orchestrator.api_commands import check_bind, is_loopback
+from orchestrator.app.main import create_app
+from orchestrator.app.settings import ApiSettings
+from selfspec.settings import RunConfig
+from tests.fakes.openai_server import FakeState
+from tests.integration.test_api_support import api_config, fake_generator, read_events, running_api
+
+pytestmark = pytest.mark.integration
+TOKEN = "s3cret-token"
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def fake_state() -> FakeState:
+    return FakeState()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, fake_state: FakeState) -> Iterator[tuple[httpx.Client, RunConfig]]:
+    tmp = tmp_path_factory.mktemp("api-security")
+    with fake_generator(fake_state) as gen_url:
+        config = api_config(tmp, gen_url, target=3)
+        with running_api(config, token=TOKEN, max_body_bytes=LIMIT) as client:
+            yield client, config
+
+
+@pytest.fixture
+def client(env: tuple[httpx.Client, RunConfig]) -> httpx.Client:
+    return env[0]
+
+
+@pytest.fixture
+def config(env: tuple[httpx.Client, RunConfig]) -> RunConfig:
+    return env[1]
+
+
+def _routes(config: RunConfig) -> list[tuple[str, str]]:
+    schema = create_app(config, settings=ApiSettings()).openapi()
+    routes = []
+    for path, operations in schema["paths"].items():
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        routes += [(method.upper(), concrete) for method in operations]
+    return routes
+
+
+def test_every_route_but_healthz_needs_the_token(client: httpx.Client, config: RunConfig) -> None:
+    routes = _routes(config)
+    assert ("POST", "/v1/runs") in routes and ("POST", "/v1/adapters/x/load") in routes and len(routes) >= 16
+    bare = httpx.Client(base_url=client.base_url, timeout=10)
+    for method, path in routes:
+        if path == "/healthz":
+            assert bare.request(method, path).status_code == 200
+            continue
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+            response = bare.request(method, path, headers=headers, json={})
+            assert response.status_code == 401, (method, path, headers, response.status_code)
+            assert response.headers["www-authenticate"] == "Bearer"
+    # the query token is accepted on the SSE route only
+    assert bare.get("/v1/runs", params={"token": TOKEN}).status_code == 401
+    assert bare.get("/v1/runs/x/events", params={"token": "wrong"}).status_code == 401
+    assert bare.get("/v1/runs/x/events", params={"token": TOKEN}).status_code == 404  # authorized, no such run
+    bare.close()
+
+
+def test_sse_accepts_the_query_token(client: httpx.Client) -> None:
+    run_id = client.post("/v1/runs", json={}).json()["id"]
+    bare = httpx.Client(base_url=client.base_url, timeout=30)
+    events = read_events(bare, run_id, params={"token": TOKEN})
+    bare.close()
+    assert events[0].type == "run_created"
+
+
+def test_bad_config_gets_422_with_field_paths_and_writes_nothing(client: httpx.Client) -> None:
+    before = client.get("/v1/runs").json()
+    cases = {
+        "generation.target_per_round": {"generation": {"target_per_round": 0}},
+        "generation.bogus": {"generation": {"bogus": 1}},
+        "nosuchsection": {"nosuchsection": {}},
+        "rounds.round2.instructions": {"rounds": {"round2": {"instructions": "sometimes"}}},
+        "storage": {"storage": {"data_dir": "/tmp/elsewhere"}},
+        "services": {"services": {"generator_urls": ["http://10.0.0.1:1"]}},
+        "run.index": {"run": {"index": "other-index"}},
+        "run.seeds": {"run": {"seeds": "/etc/passwd"}},
+    }
+    for field, body in cases.items():
+        response = client.post("/v1/runs", json=body)
+        assert response.status_code == 422, (field, response.text)
+        paths = [".".join(str(p) for p in e["loc"][1:]) for e in response.json()["detail"]]
+        assert field in paths, (field, paths)
+    for body in ([1, 2], "text"):
+        assert client.post("/v1/runs", json=body).status_code == 422
+    escaped = client.post("/v1/runs", json={"run": {"seeds": "../../../../etc/hosts"}})
+    assert escaped.status_code == 422 and escaped.json()["detail"][0]["loc"] == ["body", "run", "seeds"]
+    assert client.get("/v1/runs").json() == before
+
+
+def test_oversized_bodies_get_413(client: httpx.Client) -> None:
+    big = {"run": {"name": "x"}, "pad": "a" * (LIMIT + 10)}
+    assert client.post("/v1/runs", json=big).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while streaming
+        yield b'{"pad": "'
+        for _ in range(LIMIT // 1024 + 4):
+            yield b"a" * 1024
+        yield b'"}'
+
+    response = client.post("/v1/runs", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert client.post("/v1/adapters/ok/load", json={"path": "a" * (LIMIT + 1)}).status_code == 413
+
+
+@pytest.mark.parametrize("name", ["..", "a..b", "..%2F..%2Fetc", "%2e%2e", "x%2Fy", ".hidden", "-dash", "a b",
+                                  "a" * 200])
+def test_bad_adapter_names_are_refused_and_nothing_is_loaded(client: httpx.Client, config: RunConfig,
+                                                             fake_state: FakeState, name: str) -> None:
+    before = sorted(p.name for p in config.adapters_dir.iterdir())
+    for action in ("load", "unload"):
+        response = client.post(f"/v1/adapters/{name}/{action}")
+        assert response.status_code in (400, 404, 422), (name, action, response.status_code)
+    assert fake_state.adapters == {}
+    assert sorted(p.name for p in config.adapters_dir.iterdir()) == before
+
+
+def test_adapter_paths_must_lie_under_the_adapters_dir(client: httpx.Client, config: RunConfig,
+                                                       fake_state: FakeState, tmp_path: Path) -> None:
+    outside = tmp_path / "outside-adapter"
+    outside.mkdir()
+    for path in ("/etc", str(outside), "../outside", "../../", "sub/../../x"):
+        response = client.post("/v1/adapters/good/load", json={"path": path})
+        assert response.status_code == 400, (path, response.text)
+        assert "outside the adapters dir" in response.json()["detail"]
+    assert fake_state.adapters == {}
+    assert client.post("/v1/adapters/good/load", json={"path": "missing"}).status_code == 404
+    assert client.post("/v1/adapters/unknown/load").status_code == 404  # not in the store, no path given
+    assert client.post("/v1/adapters/good/load", json={"path": "x", "extra": 1}).status_code == 422
+
+    (config.adapters_dir / "good").mkdir()
+    loaded = client.post("/v1/adapters/good/load", json={"path": "good"})
+    assert loaded.status_code == 200 and loaded.json()["loaded"]
+    assert fake_state.adapters == {"good": str((config.adapters_dir / "good").resolve())}
+    assert client.post("/v1/adapters/good/load", json={"path": "good"}).status_code == 409
+    assert [a["name"] for a in client.get("/v1/adapters").json() if a["loaded"]] == ["good"]
+    assert client.post("/v1/adapters/good/unload").status_code == 200
+    assert client.post("/v1/adapters/good/unload").status_code == 404
+    assert fake_state.adapters == {}
+
+
+def test_cors_is_off_by_default(client: httpx.Client) -> None:
+    response = client.options("/v1/runs", headers={"Origin": "https://evil.example",
+                                                   "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in response.headers
+    assert "access-control-allow-origin" not in client.get("/v1/runs",
+                                                           headers={"Origin": "https://evil.example"}).headers
+
+
+def test_dashboard_and_docs_are_served_with_a_strict_csp(client: httpx.Client) -> None:
+    base = str(client.base_url).rstrip("/")
+    page = httpx.get(f"{base}/ui/", timeout=10)
+    assert page.status_code == 200 and "selfspec dashboard" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert httpx.get(f"{base}/ui/app.js", timeout=10).status_code == 200
+    assert client.get("/docs").status_code == 200
+
+
+def test_serving_beyond_loopback_needs_a_token() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.com")
+    check_bind("127.0.0.1", ApiSettings(token=None))
+    check_bind("0.0.0.0", ApiSettings(token=TOKEN))
+    with pytest.raises(typer.BadParameter, match="SELFSPEC_API_TOKEN"):
+        check_bind("0.0.0.0", ApiSettings(token=None))
+    with pytest.raises(typer.BadParameter):
+        check_bind("0.0.0.0", ApiSettings(token=""))
+
+
+def test_one_api_process_per_data_dir(config: RunConfig) -> None:
+    from orchestrator.app.lock import DataDirLock
+    from selfspec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="another orchestrator API"):
+        DataDirLock(config.data_dir).acquire()  # the module's server holds it
+
+
+def test_request_metrics_use_route_templates(client: httpx.Client) -> None:
+    client.get("/v1/runs/nope")
+    metrics = client.get("/metrics").text
+    assert 'selfspec_api_requests_total{method="GET",route="/v1/runs/{run_id}",status="404"}' in metrics
+
+
+def test_serve_command_refuses_a_public_host_without_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.api_commands import serve_orchestrator_command
+
+    app = typer.Typer()
+    app.command()(serve_orchestrator_command)
+    monkeypatch.delenv("SELFSPEC_API_TOKEN", raising=False)
+    result = CliRunner().invoke(app, ["--host", "0.0.0.0", "--port", "1"])
+    assert result.exit_code == 2 and "SELFSPEC_API_TOKEN" in result.output
