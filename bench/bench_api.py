@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_api.py                       # 300 samples/run, 50 clients
     .venv/bin/python bench/bench_api.py --target 600 --clients 100 --latency 0.02
+    .venv/bin/python bench/bench_api.py --target 1500 --think-ms 1000  # dashboards polling once a second
 
 The fake generator (tests/fakes) and the API (`python -m orchestrator.app`) run as child processes on
 free loopback ports. Three runs of the same config: a baseline without API load, the same run while
@@ -104,14 +105,17 @@ async def timed_get(client: httpx.AsyncClient, load: Load, route: str, url: str,
     return response
 
 
-async def poll_run(client: httpx.AsyncClient, run_id: str, load: Load, stop: asyncio.Event) -> None:
+async def poll_run(client: httpx.AsyncClient, run_id: str, load: Load, stop: asyncio.Event, think_s: float) -> None:
     while not stop.is_set():
         await timed_get(client, load, "run", f"/v1/runs/{run_id}")
+        await asyncio.sleep(think_s)
 
 
-async def page_samples(client: httpx.AsyncClient, run_id: str, load: Load, stop: asyncio.Event) -> None:
+async def page_samples(client: httpx.AsyncClient, run_id: str, load: Load, stop: asyncio.Event,
+                       think_s: float) -> None:
     cursor = 0
     while not stop.is_set():
+        await asyncio.sleep(think_s)
         response = await timed_get(client, load, "samples", f"/v1/runs/{run_id}/samples",
                                    params={"cursor": cursor, "limit": 50})
         if response is None:
@@ -136,7 +140,8 @@ class Phase:
     api_cpu: float  # CPU seconds the API process used during the phase
 
 
-async def execute(base_url: str, store: RunStore, *, name: str, clients: int, max_s: float) -> tuple[str, Load, float]:
+async def execute(base_url: str, store: RunStore, *, name: str, clients: int, max_s: float,
+                  think_s: float) -> tuple[str, Load, float]:
     load = Load()
     stop = asyncio.Event()
     limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
@@ -145,7 +150,7 @@ async def execute(base_url: str, store: RunStore, *, name: str, clients: int, ma
         response.raise_for_status()
         run_id = response.json()["id"]
         started = time.monotonic()
-        workers = [asyncio.create_task((poll_run if i % 2 == 0 else page_samples)(client, run_id, load, stop))
+        workers = [asyncio.create_task((poll_run if i % 2 == 0 else page_samples)(client, run_id, load, stop, think_s))
                    for i in range(clients)]
         while not await asyncio.to_thread(run_done, store, run_id):
             if time.monotonic() - started > max_s:
@@ -163,6 +168,9 @@ def main() -> None:
     parser.add_argument("--target", type=int, default=300, help="samples per run")
     parser.add_argument("--clients", type=int, default=50, help="concurrent API clients during the loaded run")
     parser.add_argument("--latency", type=float, default=0.02, help="fake generator latency per call (s)")
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="pause of each client between requests (0 = closed loop, the worst case; "
+                        "1000 = dashboards polling once a second)")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="give up on a run after this long")
     args = parser.parse_args()
 
@@ -186,7 +194,7 @@ def main() -> None:
                 for name, clients in (("baseline", 0), ("loaded", args.clients), ("baseline2", 0)):
                     cpu = cpu_seconds(api.pid)
                     run_id, load, wall = asyncio.run(execute(base_url, store, name=name, clients=clients,
-                                                             max_s=args.max_seconds))
+                                                             max_s=args.max_seconds, think_s=args.think_ms / 1000))
                     results[name] = Phase(samples_per_second(store, run_id), load, wall, cpu_seconds(api.pid) - cpu)
             finally:
                 api.send_signal(signal.SIGTERM)
@@ -207,7 +215,8 @@ def report(results: dict[str, Phase], args: argparse.Namespace) -> None:
     console.print(runs)
     loaded = results["loaded"]
     rate, load, wall = loaded.rate, loaded.load, loaded.wall
-    reads = Table(title=f"API reads while the run writes ({args.clients} concurrent clients)")
+    reads = Table(title=f"API reads while the run writes ({args.clients} concurrent clients, "
+                        f"{args.think_ms:.0f} ms between requests)")
     for column in ("route", "requests", "req/s", "p50 ms", "p99 ms"):
         reads.add_column(column, justify="right")
     everything: list[float] = []

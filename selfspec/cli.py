@@ -133,6 +133,13 @@ def _register_optional_commands() -> None:
     else:
         app.command("eval", help="Evaluate base and adapters on task files.")(eval_command)
         app.command("eval-convert", help="Convert a public dataset to evaluation task files.")(convert_command)
+    try:
+        from orchestrator.api_commands import serve_orchestrator_command
+    except ImportError:
+        pass
+    else:
+        serve_app.command("orchestrator", help="Serve the orchestrator REST API and dashboard.")(
+            serve_orchestrator_command)
 
 
 _register_optional_commands()
@@ -231,12 +238,6 @@ def adapters_unload(name: str, generator_url: GeneratorUrl = ["http://127.0.0.1:
     except SelfSpecError as err:
         raise _fail(err) from err
     console.print(f"unloaded [bold]{name}[/]")
-
-
-@serve_app.command("orchestrator")
-def serve_orchestrator(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Orchestrator REST API (not built yet: see issue 'Orchestrator REST API and run dashboard')."""
-    raise _fail(SelfSpecError("the orchestrator REST API is not built yet; use `selfspec run` / `selfspec demo`"))
 
 
 if __name__ == "__main__":

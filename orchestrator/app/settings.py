@@ -16,8 +16,9 @@ class ApiSettings(BaseSettings):
     sse_ping_s: float = Field(15.0, gt=0, description="keep-alive comment interval on SSE streams")
     progress_ttl_s: float = Field(0.5, ge=0, description="GET /v1/runs/{id} is recomputed at most this often "
                                   "(0 = every request); actions through this API refresh it at once")
-    worker_threads: int = Field(6, ge=1, description="threads serving blocking reads (store queries); few, so "
-                                "the engine thread driving runs keeps its share of the GIL under read load")
+    worker_threads: int = Field(2, ge=1, description="threads serving blocking store reads. SQLite reads are "
+                                "CPU-bound, so more threads only fight over the GIL (bench_api: 2 threads served "
+                                "~1.5x the reads of 6 at half the p99); raise it for a networked database")
     shutdown_grace_s: float = Field(10.0, ge=0, description="wait this long for runs to stop on shutdown")
 
     @property

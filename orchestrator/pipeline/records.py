@@ -30,30 +30,41 @@ def build_sft_record(sample: Sample) -> SFTRecord:
     )
 
 
+DATASET_FORMATS = ("sft", "alpaca", "messages", "provenance")
+
+
+def dataset_line(sample: Sample, fmt: str) -> str:
+    """One line of `<fmt>.jsonl` for a sample: the single definition of every export format."""
+    record = build_sft_record(sample)
+    if fmt == "sft":
+        return record.model_dump_json() + "\n"
+    if fmt == "alpaca":
+        return json.dumps({"instruction": record.instruction, "input": record.input, "output": record.output}) + "\n"
+    if fmt == "messages":
+        return json.dumps({"messages": [m.model_dump() for m in record.messages]}) + "\n"
+    if fmt == "provenance":
+        return json.dumps({
+            "sample_id": sample.id, "instruction_id": sample.instruction_id, "model": sample.model,
+            "prompt_hash": sample.prompt_hash, "documents": [d.model_dump() for d in sample.retrieved],
+        }) + "\n"
+    raise ValueError(f"unknown dataset format {fmt!r}")
+
+
 def export_round(samples: Iterable[Sample], out_dir: Path) -> dict[str, Path]:
     """Write sft.jsonl (SFTRecord), alpaca.jsonl, messages.jsonl and provenance.jsonl atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / f"{name}.jsonl" for name in ("sft", "alpaca", "messages", "provenance")}
-    temps = {name: path.with_suffix(".jsonl.tmp") for name, path in paths.items()}
-    handles = {name: open(tmp, "w", encoding="utf-8") for name, tmp in temps.items()}
+    paths = {fmt: out_dir / f"{fmt}.jsonl" for fmt in DATASET_FORMATS}
+    temps = {fmt: path.with_suffix(".jsonl.tmp") for fmt, path in paths.items()}
+    handles = {fmt: open(tmp, "w", encoding="utf-8") for fmt, tmp in temps.items()}
     try:
         for sample in samples:
-            record = build_sft_record(sample)
-            handles["sft"].write(record.model_dump_json() + "\n")
-            handles["alpaca"].write(json.dumps(
-                {"instruction": record.instruction, "input": record.input, "output": record.output}) + "\n")
-            handles["messages"].write(json.dumps(
-                {"messages": [m.model_dump() for m in record.messages]}) + "\n")
-            handles["provenance"].write(json.dumps({
-                "sample_id": sample.id, "instruction_id": sample.instruction_id, "model": sample.model,
-                "prompt_hash": sample.prompt_hash,
-                "documents": [d.model_dump() for d in sample.retrieved],
-            }) + "\n")
+            for fmt, handle in handles.items():
+                handle.write(dataset_line(sample, fmt))
     finally:
         for handle in handles.values():
             handle.close()
-    for name, tmp in temps.items():
-        tmp.replace(paths[name])
+    for fmt, tmp in temps.items():
+        tmp.replace(paths[fmt])
     return paths
 
 

@@ -80,9 +80,10 @@ def list_samples(
     cursor: Annotated[int, Query(ge=0, description="samples.seq of the last item seen; 0 = from the start")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
-    store.get_run(run_id)
     rows = store.samples_page(run_id, round=round, status=None if status_ == "all" else status_,
                               after_seq=cursor, limit=limit)
+    if not rows:
+        store.get_run(run_id)  # an empty page of an unknown run is a 404
     return {"items": rows, "next_cursor": rows[-1]["seq"] if rows else cursor, "has_more": len(rows) == limit}
 
 
