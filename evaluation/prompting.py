@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment
 
 from evaluation.schema import EvalItem, Metric
-from selfspec.prompts import render
+from selfspec.prompts import render, template_environment
 from selfspec.types import SamplingParams
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -20,16 +19,8 @@ STOP: tuple[str, ...] = ("\n###", "\n\n###")
 MAX_TOKENS: dict[Metric, int] = {"label_f1": 16, "yes_no": 16, "entity_f1": 96, "rouge_l": 128}
 
 
-@lru_cache(maxsize=1)
 def _environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(PROMPTS_DIR),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
+    return template_environment(PROMPTS_DIR)
 
 
 def sampling_params(metric: Metric) -> SamplingParams:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +12,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
+@cache
+def template_environment(directory: Path = PROMPTS_DIR) -> Environment:
+    """The Jinja environment every prompt folder uses: strict undefined, no autoescape, tidy blocks."""
     return Environment(
-        loader=FileSystemLoader(PROMPTS_DIR),
+        loader=FileSystemLoader(directory),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -26,7 +27,7 @@ def _environment() -> Environment:
 
 def render(name: str, **variables: Any) -> str:
     """Render prompt `name` (file `<name>.jinja`); a missing variable raises, never renders empty."""
-    return _environment().get_template(f"{name}.jinja").render(**variables)
+    return template_environment().get_template(f"{name}.jinja").render(**variables)
 
 
 @cache

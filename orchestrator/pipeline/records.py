@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -66,11 +65,3 @@ def export_round(samples: Iterable[Sample], out_dir: Path) -> dict[str, Path]:
     for fmt, tmp in temps.items():
         tmp.replace(paths[fmt])
     return paths
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
