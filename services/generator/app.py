@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -90,7 +90,7 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         return ModelList(data=cards)
 
     @app.post("/v1/completions", response_model=None)
-    async def completions(body: CompletionRequest) -> Any:
+    async def completions(body: CompletionRequest, request: Request) -> Any:
         if not engine.knows_model(body.model):
             return _unknown_model(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
@@ -101,7 +101,7 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         prompt_ids = [engine.tokenize_prompt(p) for p in prompts]
         if body.stream:
             return _stream(engine, body.model, prompt_ids, body.n, params, chat=False)
-        results = await _run_all(engine, body.model, prompt_ids, body.n, params)
+        results = await _until_disconnected(request, _run_all(engine, body.model, prompt_ids, body.n, params))
         choices = [
             {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason, "stop_reason": None}
             for i, r in enumerate(results)
@@ -117,7 +117,7 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         }
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(body: ChatCompletionRequest) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         if not engine.knows_model(body.model):
             return _unknown_model(body.model)
         max_tokens = body.max_completion_tokens or body.max_tokens or 256
@@ -126,7 +126,7 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         prompt_ids = [engine.tokenize_chat([m.model_dump() for m in body.messages])]
         if body.stream:
             return _stream(engine, body.model, prompt_ids, body.n, params, chat=True)
-        results = await _run_all(engine, body.model, prompt_ids, body.n, params)
+        results = await _until_disconnected(request, _run_all(engine, body.model, prompt_ids, body.n, params))
         choices = [
             {"index": i, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
              "finish_reason": r.finish_reason, "stop_reason": None}
@@ -150,6 +150,27 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' removed successfully.")
 
     return app
+
+
+DISCONNECT_POLL_S = 1.0
+
+
+async def _until_disconnected(request: Request, work: Awaitable[list[GenerationResult]]) -> list[GenerationResult]:
+    """Await the generation, cancelling it when the client goes away (its rows stop being computed)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone("client disconnected")
+    finally:
+        task.cancel()
+
+
+class ClientGone(SelfSpecError):
+    """The HTTP client left before its generation finished."""
 
 
 async def _run_all(

@@ -117,7 +117,9 @@ class _RowStopper(StoppingCriteria):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         flags = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         for row, job in enumerate(self.jobs):
-            if self.done[row]:
+            if self.done[row] or job.future.cancelled():
+                # A caller that went away (timeout, disconnect) frees its row for the rest of the batch.
+                self.done[row] = True
                 flags[row] = True
                 continue
             new_ids = input_ids[row, self.prompt_len :]
