@@ -13,7 +13,8 @@ import pytest
 from orchestrator.pipeline.filtering import rouge_l, tokenize
 from orchestrator.store import RunStore
 
-pytestmark = pytest.mark.e2e
+# Two rounds on CPU take about twice the one-round test; run with `pytest -m slow` (or `make test-all`).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 3
 
