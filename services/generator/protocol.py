@@ -12,10 +12,10 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class CompletionRequest(_Request):
+class _SamplingRequest(_Request):
+    """Sampling fields shared by /v1/completions and /v1/chat/completions (vLLM's defaults)."""
+
     model: str
-    prompt: str | list[str]
-    max_tokens: int = Field(16, ge=1, le=32768)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=16)
@@ -23,6 +23,11 @@ class CompletionRequest(_Request):
     seed: int | None = None
     stream: bool = False
     ignore_eos: bool = False
+
+
+class CompletionRequest(_SamplingRequest):
+    prompt: str | list[str]
+    max_tokens: int = Field(16, ge=1, le=32768)
 
 
 class ChatMessageIn(_Request):
@@ -30,18 +35,10 @@ class ChatMessageIn(_Request):
     content: str
 
 
-class ChatCompletionRequest(_Request):
-    model: str
+class ChatCompletionRequest(_SamplingRequest):
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=16)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-    ignore_eos: bool = False
 
 
 class LoadLoRAAdapterRequest(_Request):
