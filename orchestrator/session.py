@@ -92,8 +92,9 @@ async def evaluate_run(console: Console, services: Services, config: RunConfig, 
     from evaluation.contamination import check_contamination, dataset_texts
     from evaluation.report import write_report
     from evaluation.runner import MACRO_TASK, evaluate, load_tasks
+    from evaluation.schema import find_task_files
 
-    task_files = expand_task_paths([config.resolve(Path(t)) for t in config.eval.tasks])
+    task_files = find_task_files([config.resolve(Path(t)) for t in config.eval.tasks])
     models = [config.generation.model, *(a.name for a in summary.adapters.values())]
     max_items = config.eval.max_items_per_task or None
     started = time.monotonic()
@@ -120,10 +121,3 @@ async def evaluate_run(console: Console, services: Services, config: RunConfig, 
         console.print(line.line())
     console.print(f"evaluation report: [bold]{report}[/] (+ report.png), {summary.phase_seconds['evaluation']:.0f}s")
 
-
-def expand_task_paths(paths: list[Path]) -> list[Path]:
-    """Task arguments may be files or folders of *.jsonl task files."""
-    files: list[Path] = []
-    for path in paths:
-        files.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path])
-    return files

@@ -130,6 +130,11 @@ evaluations = Table(
 )
 
 
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    """A JSON column value: datetimes, paths and the like stored as their text."""
+    return dict(json.loads(json.dumps(data, default=str)))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -320,8 +325,7 @@ class RunStore:
     # ---- events ----
 
     def _event(self, conn: Any, run_id: str, kind: str, data: dict[str, Any]) -> None:
-        conn.execute(events.insert().values(run_id=run_id, ts=_now(), type=kind, data=json.loads(
-            json.dumps(data, default=str))))
+        conn.execute(events.insert().values(run_id=run_id, ts=_now(), type=kind, data=_jsonable(data)))
 
     def add_event(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
@@ -338,7 +342,7 @@ class RunStore:
     def record_adapter(self, run_id: str, round: int, name: str, path: str, manifest: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
             conn.execute(self._insert(adapters).values(
-                name=name, run_id=run_id, round=round, path=path, manifest=json.loads(json.dumps(manifest, default=str)),
+                name=name, run_id=run_id, round=round, path=path, manifest=_jsonable(manifest),
                 created_at=_now(),
             ).on_conflict_do_nothing())
             self._event(conn, run_id, "adapter", {"name": name, "round": round, "path": path})
