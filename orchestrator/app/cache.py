@@ -29,7 +29,3 @@ class TTLCache(Generic[T]):
                 self._items.clear()
             self._items[key] = (self._clock(), value)
             return value
-
-    def invalidate(self, key: str) -> None:
-        with self._lock:
-            self._items.pop(key, None)

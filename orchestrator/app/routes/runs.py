@@ -63,12 +63,14 @@ def list_runs(store: Store, runs: Runs, status_: Annotated[str | None, Query(ali
 def get_run(run_id: str, state: State) -> Any:
     store, runs = state.services.store, state.runs
 
+    run = store.get_run(run_id)  # one row by key: cheap; the progress aggregates are what the cache saves
+    active = runs.is_active(run_id)
+
     def compute() -> dict[str, Any]:
-        run = store.get_run(run_id)
-        active = runs.is_active(run_id)
         return {**_summary(run, active), **run_progress(store, run, active=active), "config": run["config"]}
 
-    return state.progress.get(run_id, compute)
+    # A status or phase change is a new key: a client refreshing on the final event never sees the old status.
+    return state.progress.get(f"{run_id}|{run['status']}|{run['phase']}|{active}", compute)
 
 
 @router.get("/{run_id}/samples", response_model=SamplePage)
@@ -134,7 +136,6 @@ async def stream_events(
 async def cancel_run(run_id: str, state: State) -> Any:
     runs, store = state.runs, state.services.store
     await runs.cancel(run_id)
-    state.progress.invalidate(run_id)
     run = await asyncio.to_thread(store.get_run, run_id)
     return {"id": run_id, "status": run["status"], "phase": run["phase"], "active": runs.is_active(run_id)}
 
@@ -142,7 +143,6 @@ async def cancel_run(run_id: str, state: State) -> Any:
 @router.post("/{run_id}/resume", response_model=RunAction)
 async def resume_run(run_id: str, state: State) -> Any:
     run = await state.runs.resume(run_id)
-    state.progress.invalidate(run_id)
     return {"id": run_id, "status": run["status"], "phase": run["phase"], "active": True}
 
 
