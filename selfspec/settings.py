@@ -51,6 +51,17 @@ class GenerationSection(_Section):
 class RetrievalSection(_Section):
     backend: Literal["embedded", "http", "elasticsearch"] = "embedded"
     k: int = Field(5, ge=0, le=100)
+    # bm25 is the paper's choice; dense and hybrid (BM25 + dense by reciprocal rank fusion) answer its
+    # open question. They run in-process (backend "embedded") and need the `dense` extra.
+    method: Literal["bm25", "dense", "hybrid"] = "bm25"
+    dense_model: str = Field("", description="local sentence-transformers dir; empty: the packaged all-MiniLM-L6-v2")
+    rrf_k: int = Field(60, ge=1)
+
+    @model_validator(mode="after")
+    def _method_needs_embedded(self) -> RetrievalSection:
+        if self.method != "bm25" and self.backend != "embedded":
+            raise ValueError(f"method = {self.method!r} runs in-process: it needs backend = \"embedded\"")
+        return self
 
 
 class FiltersSection(_Section):

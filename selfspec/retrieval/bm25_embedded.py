@@ -81,7 +81,8 @@ def _schema() -> tantivy.Schema:
     return builder.build()
 
 
-def _version(doc: Document) -> str:
+def document_version(doc: Document) -> str:
+    """A content hash: an add with the same id and version is a no-op."""
     digest = hashlib.sha256()
     for part in (doc.id, doc.title, doc.text):
         digest.update(part.encode("utf-8"))
@@ -131,7 +132,7 @@ class BM25Index:
             return AddResult(0, 0, 0)
         with self._write_lock:
             self._index.reload()  # see commits made by other processes before deciding what is new
-            versions = {doc_id: _version(doc) for doc_id, doc in latest.items()}
+            versions = {doc_id: document_version(doc) for doc_id, doc in latest.items()}
             unchanged = self._present("version", list(versions.values()))
             changed = [doc for doc_id, doc in latest.items() if versions[doc_id] not in unchanged]
             if not changed:
