@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from orchestrator.runner import ProgressSink, RoundResult, RoundRunner, RoundSpe
 from orchestrator.store import RunStore
 from selfspec.adapters import validate_adapter_name
 from selfspec.clients.protocols import Retriever
-from selfspec.errors import AdapterConflict, AdapterError, SelfSpecError
+from selfspec.errors import AdapterConflict, AdapterError, ConfigError, SelfSpecError
 from selfspec.settings import RunConfig
 from selfspec.types import AdapterRef, SamplingParams, SeedTask
 
@@ -87,6 +88,10 @@ class RunDriver:
     ) -> None:
         self.config, self.store, self.generator = config, store, generator
         self.retriever, self.trainer, self.progress = retriever, trainer, progress
+        if 0 < config.run.seeds_limit < len(seeds):
+            # A seeded subset, not the first N: seed files are grouped by task type.
+            chosen = {s.id for s in random.Random(config.run.random_seed).sample(seeds, config.run.seeds_limit)}
+            seeds = [s for s in seeds if s.id in chosen]
         self.prompt_seeds, self.held_out = split_seeds(seeds, config.run.held_out_seeds)
         self._clock = clock
 
@@ -111,6 +116,23 @@ class RunDriver:
             pause_after_s=services.pause_after_s,
             max_pause_s=services.max_pause_s,
         )
+
+    def _completed_source(self, source: str) -> str:
+        """A run whose round 1 this run shares must exist and have finished that round."""
+        run = self.store.get_run(source)
+        if run["phase"] in ("created", "round1:synthesis"):
+            done = self.store.sample_counts(source, 1).get("ok", 0)
+            raise ConfigError(f"[run] shares round 1 of {source!r}, which has not finished it ({done} samples)")
+        return source
+
+    def _shared_round1(self, source: str, summary: RunSummary) -> AdapterRef:
+        self._completed_source(source)
+        rows = [a for a in self.store.list_adapters() if a["run_id"] == source and a["round"] == 1]
+        if not rows:
+            raise ConfigError(f"[run.round1_from] run {source!r} has no round-1 adapter")
+        adapter = _adapter_ref(rows[0])
+        summary.adapters[1] = adapter
+        return adapter
 
     async def execute(self, run_id: str) -> RunSummary:
         summary = RunSummary(run_id)
@@ -139,19 +161,30 @@ class RunDriver:
                 instruction_filter.remember(seed.instruction, seed.input)
         circuit = self._circuit(run_id)
         previous: AdapterRef | None = None
-        for rnd in range(1, cfg.rounds.count + 1):
+        first_round = 1
+        if cfg.run.round1_from:
+            previous = self._shared_round1(cfg.run.round1_from, summary)
+            await hot_load(self.generator, previous)
+            first_round = 2
+        for rnd in range(first_round, cfg.rounds.count + 1):
             if rnd == 1:
-                spec = RoundSpec(run_id, 1, cfg.generation.target_per_round, base, base)
+                source = cfg.run.instructions_from
+                spec = RoundSpec(run_id, 1, cfg.generation.target_per_round, base, base,
+                                 instructions="reuse" if source else "generate",
+                                 reuse_source=(self._completed_source(source), 1) if source else None)
             else:
                 assert previous is not None
                 r2 = cfg.rounds.round2
+                # Round rnd-1's instructions live in this run, or in the run whose round 1 we continue.
+                earlier = (cfg.run.round1_from, 1) if rnd == 2 and cfg.run.round1_from else (run_id, rnd - 1)
                 if r2.instructions == "distinct":
-                    for item in self.store.instructions(run_id, rnd - 1):
+                    for item in self.store.instructions(*earlier):
                         instruction_filter.remember(item.text, item.input)
                 spec = RoundSpec(
-                    run_id, rnd, cfg.generation.target_per_round, response_model=previous.name,
+                    run_id, rnd, r2.target or cfg.generation.target_per_round, response_model=previous.name,
                     instruction_model=previous.name if r2.instruction_model == "adapter" else base,
                     instructions="generate" if r2.instructions == "distinct" else "reuse",
+                    reuse_source=earlier,
                 )
             self.store.set_status(run_id, "running", phase=f"round{rnd}:synthesis", round=rnd)
             started = self._clock()
@@ -186,6 +219,11 @@ class RunDriver:
             await hot_load(self.generator, adapter)
             summary.phase_seconds[f"round{rnd}:hot-load"] = self._clock() - started
             previous = adapter
+
+
+def _adapter_ref(row: dict[str, Any]) -> AdapterRef:
+    return AdapterRef.model_validate({**row["manifest"], "name": row["name"], "path": row["path"],
+                                      "round": row["round"]})
 
 
 async def hot_load(generator: ServingGenerator, adapter: AdapterRef) -> None:

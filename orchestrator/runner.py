@@ -51,6 +51,8 @@ class RoundSpec:
     response_model: str
     instruction_model: str
     instructions: Literal["generate", "reuse"] = "generate"
+    # 'reuse' answers the kept instructions of (run id, round); default: this run's previous round.
+    reuse_source: tuple[str, int] | None = None
 
 
 @dataclass
@@ -238,10 +240,11 @@ class RoundRunner:
 
     # ---- the round ----
 
-    def _seed_reused(self, source_round: int) -> None:
-        """'reuse' mode: this round answers the earlier round's kept instructions again."""
+    def _seed_reused(self) -> None:
+        """'reuse' mode: this round answers an earlier round's kept instructions again (idempotent)."""
         spec = self.spec
-        previous = self.store.instructions(spec.run_id, source_round, verdict="kept")[: spec.target]
+        source_run, source_round = spec.reuse_source or (spec.run_id, spec.round - 1)
+        previous = self.store.instructions(source_run, source_round, verdict="kept")[: spec.target]
         copies = [
             Instruction(id=f"{spec.run_id}:r{spec.round}:reuse:{i}", run_id=spec.run_id, round=spec.round,
                         text=p.text, input=p.input, seed_ids=p.seed_ids, prompt_name="reuse", verdict="kept",
@@ -253,7 +256,7 @@ class RoundRunner:
     async def run(self) -> RoundResult:
         started = time.monotonic()
         if self.spec.instructions == "reuse":
-            self._seed_reused(self.spec.round - 1)
+            self._seed_reused()
         self._restore()
         self._report()
         gen = self.config.generation

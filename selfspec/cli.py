@@ -183,6 +183,25 @@ def demo_command(
         raise _fail(err) from err
 
 
+@app.command("sweep")
+def sweep_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="sweep TOML (see configs/sweep-*.toml)")],
+    plan: Annotated[bool, typer.Option("--plan", help="print the variants and what they share; run nothing")] = False,
+) -> None:
+    """Ablations: a grid over run-config keys, run as ordinary runs sharing work, evaluated together."""
+    from orchestrator.sweep import load_sweep, run_sweep
+
+    try:
+        sweep = load_sweep(config)
+        for variant in sweep.variants:
+            shares = f"shares {variant.shares[0]} of {variant.shares[1]}" if variant.shares else "runs everything"
+            console.print(f"{variant.label}: {shares}")
+        if not plan:
+            asyncio.run(run_sweep(sweep, console))
+    except SelfSpecError as err:
+        raise _fail(err) from err
+
+
 # ---- adapters ----
 
 def _generator_client(urls: list[str]):  # type: ignore[no-untyped-def]

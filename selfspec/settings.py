@@ -32,6 +32,11 @@ class RunSection(_Section):
     index: str = Field("biomedical", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     random_seed: int = 0
     held_out_seeds: int = Field(4, ge=0, description="seed tasks kept aside for the before/after comparison")
+    seeds_limit: int = Field(0, ge=0, description="use a random subset of this many seed tasks (0: all)")
+    # Work sharing (set by `selfspec sweep`, usable by hand): answer another run's round-1 instructions
+    # instead of generating new ones, or start from another run's round 1 (its instructions and adapter).
+    instructions_from: str = Field("", description="run id whose round-1 kept instructions round 1 answers")
+    round1_from: str = Field("", description="run id whose round 1 (instructions, r1 adapter) this run continues")
 
 
 class GenerationSection(_Section):
@@ -99,6 +104,7 @@ class Round2Section(_Section):
     instructions: Literal["distinct", "reuse"] = "distinct"
     instruction_model: Literal["base", "adapter"] = "base"
     init_from: Literal["base", "r1"] = "base"
+    target: int = Field(0, ge=0, description="samples in rounds >= 2 (0: generation.target_per_round)")
 
 
 class RoundsSection(_Section):

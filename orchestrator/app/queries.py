@@ -54,6 +54,7 @@ def run_progress(store: RunStore, run: dict[str, Any], *, active: bool) -> dict[
     """Counts per round and stage, filter reasons, queue depth, rate and ETA of the current round."""
     config = run["config"] or {}
     target = int(config.get("generation", {}).get("target_per_round", 0))
+    later_target = int(config.get("rounds", {}).get("round2", {}).get("target", 0)) or target
     rounds_total = int(config.get("rounds", {}).get("count", 1))
     stats = store.stats(run["id"])["rounds"]
     rounds: dict[str, dict[str, Any]] = {}
@@ -64,7 +65,7 @@ def run_progress(store: RunStore, run: dict[str, Any], *, active: bool) -> dict[
         failed = entry.get("samples", {}).get("failed", 0)
         kept = verdicts.get("kept", 0)
         rounds[rnd] = {
-            "target": target, "prompts": entry.get("prompts", 0), "instructions_kept": kept,
+            "target": target if rnd == "1" else later_target, "prompts": entry.get("prompts", 0), "instructions_kept": kept,
             "instructions_total": sum(verdicts.values()), "samples_ok": ok, "samples_failed": failed,
             "queue_depth": max(kept - ok - failed, 0), "verdicts": verdicts,
         }
@@ -73,7 +74,7 @@ def run_progress(store: RunStore, run: dict[str, Any], *, active: bool) -> dict[
                 reasons[verdict] = reasons.get(verdict, 0) + n
     current = rounds.get(str(run["round"]), {})
     rate = sample_rate(store, run["id"], run["round"]) if active else None
-    remaining = max(target - current.get("samples_ok", 0), 0)
+    remaining = max(current.get("target", target) - current.get("samples_ok", 0), 0)
     eta = remaining / rate if (rate and run["status"] == "running" and remaining) else None
     return {
         "target_per_round": target, "rounds_total": rounds_total, "rounds": rounds,
