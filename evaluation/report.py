@@ -22,7 +22,8 @@ def _ordered(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def _cell(result: EvalResult | None) -> str:
+def format_score(result: EvalResult | None) -> str:
+    """'12.3 [8.0, 16.7]' (value and 95% CI), or '–' when there is no result."""
     if result is None:
         return "–"
     if result.ci_low is None or result.ci_high is None:
@@ -41,12 +42,12 @@ def _table(results: Sequence[EvalResult], models: Sequence[str], *, main: bool) 
     lines = [_row(["task", "measure", "n", *models]), _row(["---", "---", "---:", *(["---:"] * len(models))])]
     for task, metric in rows:
         first = next(r for r in results if r.task == task and r.metric == metric)
-        cells = [_cell(by_key.get((m, task, metric))) for m in models]
+        cells = [format_score(by_key.get((m, task, metric))) for m in models]
         lines.append(_row([task, metric, str(first.n), *cells]))
     if main:
         macros = [next((r for r in results if r.task == MACRO_TASK and r.model == m), None) for m in models]
         tasks = next((r.n for r in macros if r is not None), 0)
-        lines.append(_row(["**macro average**", "main", f"{tasks} tasks", *[f"**{_cell(r)}**" for r in macros]]))
+        lines.append(_row(["**macro average**", "main", f"{tasks} tasks", *[f"**{format_score(r)}**" for r in macros]]))
     return lines
 
 

@@ -27,7 +27,6 @@ import itertools
 import json
 import logging
 import time
-import tomllib
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from selfspec.errors import ConfigError
 from selfspec.jsonl import describe_validation_error
 from selfspec.progress import RichProgress
 from selfspec.seeds import load_seeds
-from selfspec.settings import RunConfig, load_config
+from selfspec.settings import RunConfig, load_config, read_toml
 from selfspec.types import AdapterRef, EvalResult
 
 log = logging.getLogger(__name__)
@@ -119,12 +118,7 @@ def _label(values: dict[str, GridValue]) -> str:
 
 def load_sweep(path: Path) -> Sweep:
     """Read and validate a sweep file and every variant's config; errors name the file and key."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigError(f"{path}: file not found") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from err
+    raw = read_toml(path)
     try:
         spec = SweepFile.model_validate(raw)
     except ValidationError as err:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from evaluation.report import format_score
 from evaluation.runner import MACRO_TASK
 from selfspec.types import EvalResult
 
@@ -52,14 +53,6 @@ def _macro(results: Sequence[EvalResult], model: str, shots: int) -> EvalResult 
     return next((r for r in results if r.task == MACRO_TASK and r.model == model and r.shots == shots), None)
 
 
-def _fmt(result: EvalResult | None) -> str:
-    if result is None:
-        return "–"
-    if result.ci_low is None or result.ci_high is None:
-        return f"{result.value:.1f}"
-    return f"{result.value:.1f} [{result.ci_low:.1f}, {result.ci_high:.1f}]"
-
-
 def compare(better: EvalResult, worse: EvalResult) -> str:
     """'agrees' | 'same direction, CIs overlap' | 'disagrees' for the claim better > worse."""
     if better.value <= worse.value:
@@ -91,8 +84,8 @@ def findings(sweep: Sweep, outcomes: Sequence[VariantOutcome], results: Sequence
             a, b = _macro(results, good.final_model, shots), _macro(results, bad.final_model, shots)
             if a is None or b is None:
                 continue
-            lines.append(f"- Paper: {claim.text}. Ours ({good.variant.label} {_fmt(a)} vs {bad.variant.label} "
-                         f"{_fmt(b)}): **{compare(a, b)}**.")
+            lines.append(f"- Paper: {claim.text}. Ours ({good.variant.label} {format_score(a)} vs {bad.variant.label} "
+                         f"{format_score(b)}): **{compare(a, b)}**.")
     for key, question in OPEN_QUESTIONS.items():
         if key not in sweep.grid:
             continue
@@ -105,7 +98,7 @@ def findings(sweep: Sweep, outcomes: Sequence[VariantOutcome], results: Sequence
             others = [r for value, r in scored if value != best_value]
             verdict = ("ahead of every other setting beyond the CIs"
                        if all(compare(best, r) == "agrees" for r in others) else "but the CIs overlap")
-            listing = ", ".join(f"{value}: {_fmt(r)}" for value, r in scored)
+            listing = ", ".join(f"{value}: {format_score(r)}" for value, r in scored)
             lines.append(f"- Open question, {question}: best is {key.split('.')[-1]}={best_value}, {verdict} "
                          f"({listing}).")
     return lines or ["- This grid tests none of the paper's findings directly; see the table."]
@@ -122,12 +115,12 @@ def render(sweep: Sweep, outcomes: Sequence[VariantOutcome], results: Sequence[E
              "| variant | run | shares | final model | macro [95% CI] | Δ vs base | samples | instruction tokens "
              "| training s | run wall s |",
              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-             f"| base | – | – | {base_model} | {_fmt(base)} | – | – | – | – | – |"]
+             f"| base | – | – | {base_model} | {format_score(base)} | – | – | – | – | – |"]
     for o in outcomes:
         score = _macro(results, o.final_model, shots)
         delta = f"{score.value - base.value:+.1f}" if score is not None and base is not None else "–"
         shares = f"{o.variant.shares[0]} of {o.variant.shares[1]}" if o.variant.shares else "–"
-        lines.append(f"| {o.variant.label} | `{o.run_id}` | {shares} | `{o.final_model}` | {_fmt(score)} | {delta} "
+        lines.append(f"| {o.variant.label} | `{o.run_id}` | {shares} | `{o.final_model}` | {format_score(score)} | {delta} "
                      f"| {o.samples} | {o.instruction_tokens} | {o.training_s:.0f} | {o.wall_s:.0f} |")
     lines += ["", "Cost: instruction tokens are the generator's completion tokens for instruction prompts "
               "(a variant that shares instructions spends none); wall time is the run's own, from creation "

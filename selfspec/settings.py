@@ -214,18 +214,23 @@ def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> RunCo
         raise ConfigError(_format_validation_error(err, source)) from err
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing file or bad syntax is a ConfigError naming the file."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: file not found") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from err
+
+
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a TOML run config (or defaults), apply env overrides, validate everything."""
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
         source = str(path)
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise ConfigError(f"{path}: file not found") from err
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: invalid TOML: {err}") from err
+        data = read_toml(path)
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
