@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from orchestrator.store import RunStore
 from selfspec.clients.openai_compat import OpenAICompatGenerator
@@ -85,7 +84,12 @@ async def ensure_index(retriever: Retriever, corpus: Path) -> int:
 async def open_retriever(config: RunConfig, stack: AsyncExitStack) -> Retriever | None:
     backend = config.retrieval.backend
     if backend == "embedded":
-        retriever = await open_embedded_retriever(config)
+        from selfspec.retrieval.bm25_embedded import index_dir
+        from selfspec.retrieval.factory import open_in_process
+
+        retrieval = config.retrieval
+        retriever = await open_in_process(index_dir(config.data_dir, config.run.index), method=retrieval.method,
+                                          dense_model=retrieval.dense_model, rrf_k=retrieval.rrf_k)
         stack.push_async_callback(retriever.aclose)
     else:
         from selfspec.clients.retriever_http import HttpRetriever
@@ -101,27 +105,6 @@ async def open_retriever(config: RunConfig, stack: AsyncExitStack) -> Retriever 
     count = await ensure_index(retriever, config.resolve(config.run.corpus))
     log.info("retriever ready: index %r holds %d documents", config.run.index, count)
     return retriever
-
-
-async def open_embedded_retriever(config: RunConfig) -> Any:
-    """BM25 (tantivy), dense (MiniLM + faiss) or both fused, per `retrieval.method`."""
-    from selfspec.retrieval.bm25_embedded import EmbeddedRetriever, index_dir
-
-    retrieval = config.retrieval
-    directory = index_dir(config.data_dir, config.run.index)
-    if retrieval.method == "bm25":
-        return await EmbeddedRetriever.open(directory)
-    from selfspec.retrieval.dense import DenseRetriever
-
-    # The dense index sits next to the BM25 one, named after the model that embedded it.
-    model_tag = Path(retrieval.dense_model).name if retrieval.dense_model else "minilm"
-    dense = await DenseRetriever.open(directory.with_name(f"{directory.name}.dense-{model_tag}"),
-                                      retrieval.dense_model or None)
-    if retrieval.method == "dense":
-        return dense
-    from selfspec.retrieval.hybrid import HybridRetriever
-
-    return HybridRetriever(await EmbeddedRetriever.open(directory), dense, rrf_k=retrieval.rrf_k)
 
 
 async def start_generator(config: RunConfig, stack: AsyncExitStack) -> list[str]:

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
+from sqlalchemy import func, select
 
-from orchestrator.store import RunStore
+from orchestrator.store import RunStore, samples
 from orchestrator.sweep import load_sweep, run_sweep
+from services.generator.launcher import ManagedServer, free_port
 from tests.integration.test_api_support import REPO, config_data, config_toml, fake_generator
 
 TARGET = 6
@@ -57,4 +64,47 @@ def test_sweep_shares_instructions_evaluates_reports_and_resumes(tmp_path: Path)
         asyncio.run(run_sweep(load_sweep(path), Console(file=None, quiet=True)))
         assert {r["id"] for r in store.list_runs()} == set(runs)
         assert len(store.instructions(first, 1)) == TARGET
+        store.close()
+
+
+def test_killed_sweep_resumes_its_runs_without_loss_or_duplicates(tmp_path: Path) -> None:
+    """kill -9 a real `selfspec sweep` while its second variant is answering, run it again."""
+    target = 40
+    port = free_port()
+    fake = ManagedServer([sys.executable, "-m", "tests.fakes.serve", "--port", str(port), "--latency", "0.03"],
+                         url=f"http://127.0.0.1:{port}", log_path=tmp_path / "fake.log",
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, startup_timeout_s=60)
+    with fake:
+        path = sweep_file(tmp_path, fake.url)
+        path.write_text(path.read_text().replace(
+            'base = "base.toml"\n', f'base = "base.toml"\n[sweep.overrides]\n"generation.target_per_round" = {target}\n'))
+        command = [sys.executable, "-m", "selfspec.cli", "sweep", "-c", str(path)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        state_path = tmp_path / "data/sweeps/k/state.json"
+        store = RunStore(f"sqlite:///{tmp_path / 'data/selfspec.db'}")
+        deadline = time.monotonic() + 120
+        while True:  # wait until the second variant has committed a few samples
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert time.monotonic() < deadline, "sweep made no progress"
+            runs = json.loads(state_path.read_text())["runs"] if state_path.is_file() else {}
+            if "k=2" in runs and 3 <= sum(1 for _ in store.iter_samples(runs["k=2"], 1)) < target:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        before = json.loads(state_path.read_text())["runs"]
+        assert store.get_run(before["k=2"])["status"] != "completed"
+
+        finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        assert json.loads(state_path.read_text())["runs"] == before  # the same runs, resumed
+        assert {r["id"] for r in store.list_runs()} == set(before.values())
+        with store.engine.connect() as conn:
+            for run_id in before.values():
+                rows = conn.execute(select(samples.c.instruction_id).where(samples.c.run_id == run_id)).scalars().all()
+                assert len(rows) == len(set(rows)) == target
+                assert store.get_run(run_id)["status"] == "completed"
+            assert conn.execute(select(func.count()).select_from(samples)).scalar() == 2 * target
+        assert (tmp_path / "data/sweeps/k/report.md").is_file()
         store.close()

@@ -18,6 +18,10 @@ class RetrieverSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SELFSPEC_RETRIEVER__", extra="forbid", frozen=True)
 
     backend: Literal["embedded", "elasticsearch"] = "embedded"
+    # Embedded backend only: BM25 (tantivy), dense (all-MiniLM-L6-v2 + faiss) or hybrid (both, RRF).
+    method: Literal["bm25", "dense", "hybrid"] = "bm25"
+    dense_model: str = Field(default="", description="local sentence-transformers dir; empty: packaged MiniLM")
+    rrf_k: int = Field(default=60, ge=1)
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="embedded indexes live under data_dir/indexes/")
     es_url: str = Field(default="", description="Elasticsearch URL; required for the elasticsearch backend")
     es_timeout_s: float = Field(default=30.0, gt=0)
@@ -28,4 +32,6 @@ class RetrieverSettings(BaseSettings):
     def _backend_needs(self) -> RetrieverSettings:
         if self.backend == "elasticsearch" and not self.es_url:
             raise ValueError("backend 'elasticsearch' needs es_url (SELFSPEC_RETRIEVER__ES_URL)")
+        if self.method != "bm25" and self.backend != "embedded":
+            raise ValueError(f"method {self.method!r} runs in-process: it needs backend 'embedded'")
         return self

@@ -24,4 +24,5 @@ def build_backend(settings: RetrieverSettings) -> SearchBackend:
         return ElasticBackend(settings.es_url, timeout_s=settings.es_timeout_s, batch_size=settings.batch_size)
     from services.retriever.app.backends.embedded import EmbeddedBackend
 
-    return EmbeddedBackend(settings.data_dir)
+    return EmbeddedBackend(settings.data_dir, method=settings.method, dense_model=settings.dense_model,
+                           rrf_k=settings.rrf_k)
