@@ -5,7 +5,7 @@
   P2 overhead: engine samples/s against a zero-latency fake server at 1k, 10k, 50k samples.
   P4 dedup: 20k instructions through the near-dup filter vs naive all-pairs on 2k.
 
-    .venv/bin/python bench/bench_engine.py p2 --sizes 1000,10000,50000
+    .venv/bin/python bench/bench_engine.py p2 --sizes 1000,10000,50000 [--vocab 5000 | --vocab 0]
     .venv/bin/python bench/bench_engine.py p1 --samples 24
     .venv/bin/python bench/bench_engine.py p4
 """
@@ -56,22 +56,23 @@ async def run_engine(url: str, model: str, config: RunConfig, target: int) -> tu
         return elapsed, result.prompts
 
 
-def _fake_server(tmp: Path) -> ManagedServer:
+def _fake_server(tmp: Path, vocab: int = 0) -> ManagedServer:
     port = free_port()
-    return ManagedServer([sys.executable, "-m", "tests.fakes.serve", "--port", str(port)],
+    return ManagedServer([sys.executable, "-m", "tests.fakes.serve", "--port", str(port), "--vocab", str(vocab)],
                          url=f"http://127.0.0.1:{port}", log_path=tmp / "fake.log",
                          env={**child_env(), "PYTHONPATH": str(REPO)}, startup_timeout_s=60)
 
 
-def p2(sizes: list[int]) -> None:
+def p2(sizes: list[int], vocab: int) -> None:
     config = load_config(None, {"retrieval.k": 0, "generation.instruction_workers": 4,
                                 "generation.response_workers": 16, "services.generator_in_flight": 32})
-    with tempfile.TemporaryDirectory() as tmp, _fake_server(Path(tmp)) as fake:
+    with tempfile.TemporaryDirectory() as tmp, _fake_server(Path(tmp), vocab) as fake:
         rates = []
         for size in sizes:
             elapsed, _ = asyncio.run(run_engine(fake.url, "fake-base", config, size))
             rates.append(size / elapsed)
-            print(f"P2 {size:>6} samples: {elapsed:7.1f}s  {size / elapsed:7.1f} samples/s")
+            print(f"P2 {size:>6} samples (fake vocabulary {vocab or 100}): {elapsed:7.1f}s  "
+                  f"{size / elapsed:7.1f} samples/s")
     print(f"P2 flatness: rate at {sizes[-1]} / rate at {sizes[0]} = {rates[-1] / rates[0]:.2f}")
 
 
@@ -170,9 +171,11 @@ def main() -> None:
     parser.add_argument("which", choices=["p1", "p2", "p4"])
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--samples", type=int, default=24)
+    parser.add_argument("--vocab", type=int, default=5000,
+                        help="P2: the fake's made-up vocabulary (0: 100 words in one template, the filter's worst case)")
     args = parser.parse_args()
     if args.which == "p2":
-        p2([int(s) for s in args.sizes.split(",")])
+        p2([int(s) for s in args.sizes.split(",")], args.vocab)
     elif args.which == "p1":
         p1(args.samples)
     else:

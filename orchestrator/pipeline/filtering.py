@@ -6,7 +6,11 @@ and exact ROUGE-L runs on those only, with no false negatives: F1 = 2*LCS/(m+n) 
 more than tau*(m+n)/2 shared token occurrences, i.e. a token-occurrence Jaccard above
 J = (tau/2)/(1 - tau/2); two sets that similar must share an element within their first
 |x| - ceil(J*|x|) + 1 elements under any fixed global order (the prefix-filtering lemma of
-all-pairs similarity search). Ordering common words last keeps the prefixes short and rare.
+all-pairs similarity search). Ordering frequent words last keeps the prefixes rare, so each lookup
+touches few members: the order ranks tokens by their document frequency class (log2 of how many kept
+texts hold them), measured when the index was last rebuilt. Any fixed order is correct, so the index
+re-derives the order and re-indexes every prefix whenever it has grown by a quarter: a word that turns
+frequent mid-run stops being a candidate generator, at an amortised O(1) cost per insertion.
 """
 
 from __future__ import annotations
@@ -14,15 +18,15 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rouge_score.tokenizers import DefaultTokenizer
-
 from selfspec.settings import FiltersSection
 
-_TOKENIZER = DefaultTokenizer(use_stemmer=False)
+# rouge-score's tokenizer, inlined: importing the package pulls in nltk (and scikit-learn and pandas
+# when present), ~1.5 s on every start. tests/unit/test_filtering.py checks scores against the package.
+_NON_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
 
 # Frequent words go last in the global order; any fixed order is correct, this one is fast.
 _COMMON = frozenset("""
@@ -35,7 +39,7 @@ classify explain describe name write provide give based using use one two three 
 
 def tokenize(text: str) -> list[str]:
     """Same tokens as rouge-score (lowercase alphanumeric words), so scores match the package."""
-    return list(_TOKENIZER.tokenize(text))
+    return _NON_ALPHANUMERIC.sub(" ", text.lower()).split()
 
 
 def lcs_length(a: list[str], b: list[str]) -> int:
@@ -71,9 +75,8 @@ def _occurrences(tokens: list[str]) -> list[tuple[str, int]]:
     return result
 
 
-def _order_key(item: tuple[str, int]) -> tuple[int, int, int]:
-    token, occurrence = item
-    return (token in _COMMON, -occurrence, zlib.crc32(token.encode()))
+REBUILD_GROWTH = 1.25  # re-derive the token order when the index has grown by this factor
+REBUILD_MIN = 256
 
 
 class NearDuplicateIndex:
@@ -86,14 +89,24 @@ class NearDuplicateIndex:
         self._tokens: list[list[str]] = []
         self._occurrences: list[set[tuple[str, int]]] = []
         self._postings: dict[tuple[str, int], list[int]] = defaultdict(list)
+        self._document_frequency: Counter[str] = Counter()
+        self._frequency_class: dict[str, int] = {}  # frozen between rebuilds: the order must not move
+        self._indexed_at = 0  # size at the last rebuild
         self.comparisons = 0  # exact ROUGE-L computations
         self.candidates = 0  # pairs looked at (all kept members in exhaustive mode)
+        self.rebuilds = 0
 
     def __len__(self) -> int:
         return len(self._tokens)
 
+    def _order_key(self, item: tuple[str, int]) -> tuple[bool, int, int, int, str]:
+        """A total order on token occurrences: rare tokens, and later repeats of a token, first."""
+        token, occurrence = item
+        return (token in _COMMON, self._frequency_class.get(token, 0), -occurrence, zlib.crc32(token.encode()),
+                token)
+
     def _prefix(self, occurrences: list[tuple[str, int]]) -> list[tuple[str, int]]:
-        ordered = sorted(occurrences, key=_order_key)
+        ordered = sorted(occurrences, key=self._order_key)
         length = len(ordered) - math.ceil(self.jaccard * len(ordered)) + 1
         return ordered[: max(length, 1)]
 
@@ -133,9 +146,24 @@ class NearDuplicateIndex:
         index = len(self._tokens)
         self._tokens.append(tokens)
         self._occurrences.append(set(occurrences))
-        if not self.exhaustive:
-            for key in self._prefix(occurrences):
+        if self.exhaustive:
+            return
+        self._document_frequency.update(set(tokens))
+        if len(self._tokens) >= max(REBUILD_MIN, REBUILD_GROWTH * self._indexed_at):
+            self._rebuild()
+            return
+        for key in self._prefix(occurrences):
+            self._postings[key].append(index)
+
+    def _rebuild(self) -> None:
+        """New order from the current document frequencies, then every member's prefix again."""
+        self._frequency_class = {token: n.bit_length() for token, n in self._document_frequency.items() if n > 1}
+        self._postings = defaultdict(list)
+        for index, tokens in enumerate(self._tokens):
+            for key in self._prefix(_occurrences(tokens)):
                 self._postings[key].append(index)
+        self._indexed_at = len(self._tokens)
+        self.rebuilds += 1
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,10 @@ class FakeState:
     errors_sent: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     counter: int = 0
+    # 0: the 100-word VOCAB in a fixed template (every pair of instructions shares most words, the
+    # worst case for the near-dup index). N > 0: N made-up words drawn Zipf-like in a frame of common
+    # words, which is how real instruction sets look to the filter (rare words rarely shared).
+    vocab_size: int = 0
 
 
 def _error(status: int, message: str, err_type: str) -> JSONResponse:
@@ -43,14 +47,30 @@ def _error(status: int, message: str, err_type: str) -> JSONResponse:
                         status_code=status)
 
 
+_SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa", "do", "fi", "gu", "ha", "je", "ko",
+              "ly", "mo", "nu", "pe")
+
+
+def _zipf_words(size: int) -> tuple[list[str], list[float]]:
+    words = [a + b + c for a in _SYLLABLES for b in _SYLLABLES for c in _SYLLABLES][:size]
+    return words, [1.0 / rank for rank in range(1, len(words) + 1)]
+
+
+def _instruction(state: FakeState) -> str:
+    state.counter += 1
+    if not state.vocab_size:
+        return f"Explain how {' '.join(state.rng.sample(VOCAB, 8))} relate in case {state.counter}."
+    words, weights = _zipf_words(state.vocab_size)
+    w = state.rng.choices(words, weights=weights, k=8)
+    return f"Explain how the {w[0]} {w[1]} of {w[2]} and {w[3]} {w[4]} in the {w[5]} {w[6]} {w[7]}."
+
+
 def _instruction_list(state: FakeState, first: int) -> str:
     lines = []
     for offset in range(state.tasks_per_prompt):
-        state.counter += 1
-        words = " ".join(state.rng.sample(VOCAB, 8))
         number = first + offset
         prefix = "" if offset == 0 else f"{number}. Instruction: "
-        lines.append(f"{prefix}Explain how {words} relate in case {state.counter}.\n{number}. Input: <noinput>\n")
+        lines.append(f"{prefix}{_instruction(state)}\n{number}. Input: <noinput>\n")
     return " " + "\n".join(lines)
 
 
