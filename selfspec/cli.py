@@ -165,7 +165,7 @@ def run_command(
 @app.command("demo")
 def demo_command(
     config: Annotated[Path, typer.Option("--config", "-c")] = REPO_ROOT / "configs/demo.toml",
-    target: Annotated[int | None, typer.Option(help="samples per round (overrides the config)")] = None,
+    target: Annotated[int | None, typer.Option(help="samples in every round (overrides the config)")] = None,
     rounds: Annotated[int | None, typer.Option(help="1 or 2 rounds (overrides the config)")] = None,
 ) -> None:
     """Everything on the embedded default: tiny model, embedded generator, embedded BM25, CPU LoRA."""
@@ -174,6 +174,7 @@ def demo_command(
     overrides: dict[str, object] = {}
     if target is not None:
         overrides["generation.target_per_round"] = target
+        overrides["rounds.round2.target"] = target
     if rounds is not None:
         overrides["rounds.count"] = rounds
     try:
