@@ -101,7 +101,7 @@ def serve_generator(
     from services.generator.engine import GenerationEngine
 
     if parent_pid is not None:
-        from services.generator.launcher import exit_with_parent
+        from selfspec.processes import exit_with_parent
 
         exit_with_parent(parent_pid)
     gen_engine = GenerationEngine(model_path, served_name=name, adapters_dir=adapters_dir, max_batch=max_batch,

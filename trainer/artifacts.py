@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from trainer.config import MANIFEST_NAME, TrainConfig
 log = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+LOCK_WAIT_S = 30.0  # how long a second trainer for the same output dir waits before giving up
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Fields whose change makes old checkpoints unusable for resuming.
 _FINGERPRINT_FIELDS = (
@@ -71,17 +73,23 @@ def existing_adapter(config: TrainConfig, dataset_sha256: str) -> AdapterRef | N
 
 
 @contextmanager
-def training_lock(config: TrainConfig) -> Iterator[None]:
-    """One trainer per output dir: a second process (CLI next to the service, say) fails fast.
+def training_lock(config: TrainConfig, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """One trainer per output dir: a second process (CLI next to the service, say) fails after `wait_s`.
 
-    `flock` is released by the kernel when the holder dies, so kill -9 never leaves a stale lock.
+    `flock` is released by the kernel when the holder dies, so kill -9 never leaves a stale lock; the
+    short wait covers a trainer orphaned by a killed run, which exits within a second (parent watchdog).
     """
     config.work_dir.mkdir(parents=True, exist_ok=True)
     with open(config.work_dir / "lock", "a+b") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise AdapterConflict(f"another trainer is already writing {config.output_dir}") from err
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as err:
+                if time.monotonic() >= deadline:
+                    raise AdapterConflict(f"another trainer is already writing {config.output_dir}") from err
+                time.sleep(0.5)
         try:
             yield
         finally:

@@ -227,6 +227,7 @@ class LocalSubprocessRunner:
                 "--config-json", str(job_dir / "config.json"),
                 "--progress-file", str(job_dir / "progress.json"),
                 "--result-file", str(job_dir / "result.json"),
+                "--parent-pid", str(os.getpid()),
             ]
             log_file = _open_log(job_dir / "train.log")
             try:

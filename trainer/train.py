@@ -45,6 +45,7 @@ from trl import SFTTrainer
 
 from selfspec.errors import AdapterNotFound, SelfSpecError
 from selfspec.models import resolve_model_path
+from selfspec.processes import exit_with_parent
 from selfspec.types import AdapterRef, SFTRecord
 from trainer.artifacts import WorkState, existing_adapter, publish_adapter, remove_work_dir, training_lock
 from trainer.config import TrainConfig, cuda_available, default_cache_dir
@@ -266,6 +267,7 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     extra.add_argument("--config-json", type=Path, help="TrainConfig as a JSON file (replaces the flags)")
     extra.add_argument("--progress-file", type=Path, help="write TrainProgress JSON here after every step")
     extra.add_argument("--result-file", type=Path, help="write the JobResult JSON here when done")
+    extra.add_argument("--parent-pid", type=int, help="exit when this process is gone (job runner's child)")
     known, rest = extra.parse_known_args(argv)
     if known.config_json is not None:
         return TrainConfig.from_json_file(known.config_json), known
@@ -295,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     except SelfSpecError as err:
         log.error("%s", err)
         return 2
+    if known.parent_pid is not None:
+        # A run killed with -9 must not leave its trainer holding the output dir: the resumed run's
+        # trainer waits for the lock, then continues from the last checkpoint.
+        exit_with_parent(known.parent_pid)
     sink = (lambda p: write_progress_file(known.progress_file, p)) if known.progress_file else None
     try:
         ref = train(config, progress_callback=sink)

@@ -8,8 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -99,16 +97,3 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env
-
-
-def exit_with_parent(parent_pid: int, *, interval_s: float = 1.0) -> None:
-    """In a child server: exit when the parent is gone (even after its kill -9), never orphaned."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval_s)
-            if os.getppid() != parent_pid:
-                log.warning("parent process %d is gone; exiting", parent_pid)
-                os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()

@@ -1,0 +1,87 @@
+"""Child processes never outlive a killed parent; a trainer waits for an orphan's lock instead of failing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from selfspec.errors import AdapterConflict
+from trainer.artifacts import training_lock
+from trainer.config import TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The parent starts a watched child (told the parent's pid, as the job runner and launcher do: the
+# parent may already be gone when the child starts), prints its pid, then waits to be killed.
+PARENT = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+    "import sys, time\\nfrom selfspec.processes import exit_with_parent\\n"
+    "exit_with_parent(int(sys.argv[1]), interval_s=0.1)\\ntime.sleep(120)", str(os.getpid())])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_child_exits_after_its_parent_is_killed() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(child):
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the child outlived its killed parent")
+
+
+def _config(tmp_path: Path) -> TrainConfig:
+    return TrainConfig(base_model="m", dataset=tmp_path / "d.jsonl", output_dir=tmp_path / "adapters/a", adapter_name="a")
+
+
+def test_second_trainer_waits_for_the_lock_then_proceeds(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    entered = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with training_lock(config):
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    entered.wait(10)
+    threading.Timer(0.5, release.set).start()  # the orphan goes away while we wait
+    with training_lock(config, wait_s=20):
+        acquired = True
+    thread.join()
+    assert acquired
+
+
+def test_second_trainer_gives_up_when_the_lock_stays_held(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    with training_lock(config), pytest.raises(AdapterConflict, match="already writing"):
+        with training_lock(config, wait_s=0.2):
+            pass
