@@ -110,3 +110,14 @@ async def test_retriever_http_quotes_the_index_name() -> None:
         await client.count()
     await client.aclose()
     assert seen[0].url.raw_path == b"/indexes/..%2Fetc"
+
+
+def test_elasticsearch_url_password_never_reaches_errors() -> None:
+    from selfspec.urls import redact_url
+    from services.retriever.app.backends.elastic import ElasticBackend
+
+    assert redact_url("https://elastic:s3cret@es:9200/x") == "https://elastic:***@es:9200/x"
+    assert redact_url("http://[::1]:9200") == "http://[::1]:9200"
+    assert redact_url("http://u:p@[::1]:9200") == "http://u:***@[::1]:9200"
+    backend = ElasticBackend("https://elastic:s3cret@es.example:9200")
+    assert "s3cret" not in backend.url and backend.url == "https://elastic:***@es.example:9200"

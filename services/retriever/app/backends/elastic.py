@@ -11,6 +11,7 @@ from elasticsearch.helpers import BulkIndexError, async_bulk
 
 from selfspec.errors import BackendError, BackendResponseError, BackendTimeout, BackendUnavailable
 from selfspec.types import Document, RetrievedDoc
+from selfspec.urls import redact_url
 from services.retriever.app.backends.base import IndexNotFound, validate_index_name
 
 T = TypeVar("T")
@@ -52,7 +53,7 @@ class ElasticBackend:
 
     def __init__(self, url: str, *, timeout_s: float = 30.0, batch_size: int = 1000,
                  client: AsyncElasticsearch | None = None) -> None:
-        self.url = url
+        self.url = redact_url(url)  # the URL may carry credentials (https://elastic:PASSWORD@es:9200)
         self._es = client or AsyncElasticsearch(url, request_timeout=timeout_s, retry_on_timeout=True)
         self._batch_size = batch_size
 
