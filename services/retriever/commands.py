@@ -35,6 +35,7 @@ from selfspec.console import print_error
 from selfspec.corpus import CsvColumns, iter_corpus
 from selfspec.errors import InputFileError, SelfSpecError
 from selfspec.types import Document
+from selfspec.urls import redact_url
 from services.retriever.app.backends import IndexHandle, build_backend, validate_index_name
 from services.retriever.app.config import DEFAULT_DATA_DIR, RetrieverSettings
 
@@ -88,7 +89,7 @@ def index_command(
     except (SelfSpecError, ValueError) as err:
         print_error(console, err)
         raise typer.Exit(1) from err
-    where = url or (es_url or "elasticsearch" if backend == "elasticsearch" else str(data_dir))
+    where = redact_url(url or (es_url or "elasticsearch" if backend == "elasticsearch" else str(data_dir)))
     console.print(
         f"Indexed {indexed:,} documents into [bold]{index}[/bold] ({where}) in {seconds:.1f} s: "
         f"{after - before:,} new documents, {after:,} in the index."
