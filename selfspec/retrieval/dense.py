@@ -62,7 +62,9 @@ class Embedder:
             raise ConfigError("dense retrieval needs sentence-transformers: pip install -e \".[dense]\"") from err
         self.name = str(model) if model else DEFAULT_MODEL
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        self.dims = int(self._model.get_sentence_embedding_dimension())
+        # sentence-transformers 6 renamed the method; 5.x only has the old name.
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dims = int(dimension())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
