@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +36,7 @@ sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
 from orchestrator.app.queries import as_utc  # noqa: E402
 from orchestrator.store import RunStore  # noqa: E402
 from services.generator.launcher import ManagedServer, free_port  # noqa: E402
-from tests.integration.test_api_support import config_data, config_toml  # noqa: E402
+from tests.integration.test_api_support import api_server, config_data, config_toml  # noqa: E402
 
 console = Console()
 
@@ -58,25 +56,6 @@ class Load:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def start_api(config: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.app", "--port", str(port), "--config", str(config)],
-            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"API exited; see {log_path}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("API did not start")
 
 
 def samples_per_second(store: RunStore, run_id: str) -> float:
@@ -185,20 +164,18 @@ def main() -> None:
         data["generation"].update({"instruction_workers": 4, "response_workers": 8})
         config = tmp / "bench.toml"
         config.write_text(config_toml(data))
-        with fake:
-            api = start_api(config, api_port, tmp / "api.log")
+        with fake, api_server(config, api_port, tmp / "api.log") as api:
+            assert api.process is not None
             store = RunStore(f"sqlite:///{tmp / 'data' / 'selfspec.db'}")
             base_url = f"http://127.0.0.1:{api_port}"
             try:
                 results = {}
                 for name, clients in (("baseline", 0), ("loaded", args.clients), ("baseline2", 0)):
-                    cpu = cpu_seconds(api.pid)
+                    cpu = cpu_seconds(api.process.pid)
                     run_id, load, wall = asyncio.run(execute(base_url, store, name=name, clients=clients,
                                                              max_s=args.max_seconds, think_s=args.think_ms / 1000))
-                    results[name] = Phase(samples_per_second(store, run_id), load, wall, cpu_seconds(api.pid) - cpu)
+                    results[name] = Phase(samples_per_second(store, run_id), load, wall, cpu_seconds(api.process.pid) - cpu)
             finally:
-                api.send_signal(signal.SIGTERM)
-                api.wait(timeout=30)
                 store.close()
     report(results, args)
 

@@ -24,12 +24,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_healthy(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_healthy(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None,
+                 health_path: str = "/health") -> None:
     def healthy() -> bool:
         if process is not None and process.poll() is not None:
             raise BackendUnavailable(f"server process exited with code {process.returncode}", backend=url)
         try:
-            return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+            return httpx.get(f"{url}{health_path}", timeout=2.0).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -43,9 +44,10 @@ class ManagedServer:
     """A child server process: started here, ended here by its PID, logs in a file."""
 
     def __init__(self, command: list[str], *, url: str, log_path: Path, env: dict[str, str] | None = None,
-                 startup_timeout_s: float = 180.0) -> None:
+                 startup_timeout_s: float = 180.0, health_path: str = "/health", cwd: Path | None = None) -> None:
         self.command, self.url, self.log_path = command, url, log_path
         self.env, self.startup_timeout_s = env, startup_timeout_s
+        self.health_path, self.cwd = health_path, cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ManagedServer:
@@ -53,10 +55,11 @@ class ManagedServer:
         log_file = open(self.log_path, "ab")
         log.info("starting %s (log: %s)", " ".join(self.command[:6]), self.log_path)
         self.process = subprocess.Popen(self.command, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
-                                        start_new_session=True)
+                                        cwd=self.cwd, start_new_session=True)
         log_file.close()
         try:
-            wait_healthy(self.url, timeout_s=self.startup_timeout_s, process=self.process)
+            wait_healthy(self.url, timeout_s=self.startup_timeout_s, process=self.process,
+                         health_path=self.health_path)
         except BackendUnavailable:
             self.stop()
             tail = self.log_path.read_text(errors="replace").splitlines()[-15:]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,28 +13,17 @@ from sqlalchemy import select
 
 from orchestrator.store import RunStore, instructions, samples
 from services.generator.launcher import ManagedServer, free_port
-from tests.integration.test_api_support import REPO, config_data, config_toml, wait_for, wait_for_status
+from tests.integration.test_api_support import (
+    REPO,
+    api_server,
+    config_data,
+    config_toml,
+    wait_for,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.integration
 TARGET = 60
-
-
-def _start_api(config: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.app", "--port", str(port), "--config", str(config)],
-            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "API did not start"
-        time.sleep(0.1)
 
 
 def test_kill_minus_nine_of_the_api_then_restart_resumes_the_run(tmp_path: Path) -> None:
@@ -49,30 +36,27 @@ def test_kill_minus_nine_of_the_api_then_restart_resumes_the_run(tmp_path: Path)
     config.write_text(config_toml(data))
     store = RunStore(f"sqlite:///{tmp_path / 'data' / 'selfspec.db'}")
     api_log = tmp_path / "api.log"
+    api = api_server(config, api_port, api_log)
     with fake:
-        api = _start_api(config, api_port, api_log)
+        api.start()
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client:
                 run_id = client.post("/v1/runs", json={"run": {"name": "killed"}}).raise_for_status().json()["id"]
             wait_for(lambda: store.sample_counts(run_id, 1).get("ok", 0) >= 15, timeout_s=120, what="15 samples")
-            api.send_signal(signal.SIGKILL)
-            api.wait(timeout=30)
+            assert api.process is not None
+            api.process.send_signal(signal.SIGKILL)
+            api.process.wait(timeout=30)
             at_kill = store.sample_counts(run_id, 1)["ok"]
             assert at_kill < TARGET, "killed too late to test resume"
             assert store.get_run(run_id)["status"] == "running"  # nobody could mark it: it died
 
-            api = _start_api(config, api_port, api_log)  # nobody asks it to resume
+            api.start()  # nobody asks it to resume
             with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client:
                 run = wait_for_status(client, run_id, {"completed", "failed"}, timeout_s=180)
                 assert run["status"] == "completed", run["reason"]
                 assert run["rounds"]["1"]["samples_ok"] == TARGET
         finally:
-            api.send_signal(signal.SIGTERM)
-            try:
-                api.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                api.kill()
-                api.wait()
+            api.stop(timeout_s=30)
     with store.engine.connect() as conn:
         kept = conn.execute(select(instructions.c.id).where(
             instructions.c.run_id == run_id, instructions.c.verdict == "kept")).scalars().all()

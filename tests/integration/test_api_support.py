@@ -6,7 +6,9 @@ Imported as `tests.integration.test_api_support`; the name keeps it inside the A
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from fastapi import FastAPI
 from orchestrator.app.main import ServicesFactory, create_app
 from orchestrator.app.settings import ApiSettings
 from selfspec.settings import RunConfig, load_config
+from services.generator.launcher import ManagedServer
 from tests.fakes.openai_server import FakeState, create_fake_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,3 +153,10 @@ def read_events(client: httpx.Client, run_id: str, *, last_event_id: int | None 
             if limit is not None and len(events) >= limit:
                 break
     return events
+
+
+def api_server(config: Path, port: int, log_path: Path) -> ManagedServer:
+    """`python -m orchestrator.app` as a real child process (kill -9 tests, benchmarks); ready on /healthz."""
+    return ManagedServer([sys.executable, "-m", "orchestrator.app", "--port", str(port), "--config", str(config)],
+                         url=f"http://127.0.0.1:{port}", log_path=log_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                         startup_timeout_s=60, health_path="/healthz", cwd=REPO)
