@@ -81,27 +81,33 @@ async def ensure_index(retriever: Retriever, corpus: Path) -> int:
     return await retriever.count()
 
 
-async def open_retriever(config: RunConfig, stack: AsyncExitStack) -> Retriever | None:
+async def connect_retriever(config: RunConfig, stack: AsyncExitStack) -> Retriever:
+    """The configured retriever, opened (closed by `stack`); its index is used as it is."""
     backend = config.retrieval.backend
     if backend == "embedded":
         from selfspec.retrieval.bm25_embedded import index_dir
         from selfspec.retrieval.factory import open_in_process
 
         retrieval = config.retrieval
-        retriever = await open_in_process(index_dir(config.data_dir, config.run.index), method=retrieval.method,
-                                          dense_model=retrieval.dense_model, rrf_k=retrieval.rrf_k)
-        stack.push_async_callback(retriever.aclose)
-    else:
-        from selfspec.clients.retriever_http import HttpRetriever
+        local = await open_in_process(index_dir(config.data_dir, config.run.index), method=retrieval.method,
+                                      dense_model=retrieval.dense_model, rrf_k=retrieval.rrf_k)
+        stack.push_async_callback(local.aclose)
+        return local
+    from selfspec.clients.retriever_http import HttpRetriever
+    from selfspec.errors import ConfigError
 
-        services = config.services
-        if not services.retriever_url:
-            from selfspec.errors import ConfigError
+    services = config.services
+    if not services.retriever_url:
+        raise ConfigError(f"[services.retriever_url] is required when retrieval.backend = {backend!r}")
+    remote = HttpRetriever(services.retriever_url, config.run.index, timeout=services.timeout_s,
+                           retries=services.retries, in_flight=services.retriever_in_flight)
+    stack.push_async_callback(remote.aclose)
+    return remote
 
-            raise ConfigError(f"[services.retriever_url] is required when retrieval.backend = {backend!r}")
-        retriever = HttpRetriever(services.retriever_url, config.run.index, timeout=services.timeout_s,
-                                  retries=services.retries, in_flight=services.retriever_in_flight)
-        stack.push_async_callback(retriever.aclose)
+
+async def open_retriever(config: RunConfig, stack: AsyncExitStack) -> Retriever:
+    """The configured retriever, with the run's corpus imported into its index."""
+    retriever = await connect_retriever(config, stack)
     count = await ensure_index(retriever, config.resolve(config.run.corpus))
     log.info("retriever ready: index %r holds %d documents", config.run.index, count)
     return retriever
@@ -130,18 +136,27 @@ async def start_generator(config: RunConfig, stack: AsyncExitStack) -> list[str]
     return [server.url]
 
 
+def generator_client(config: RunConfig, urls: list[str]) -> OpenAICompatGenerator:
+    services = config.services
+    return OpenAICompatGenerator(
+        urls, timeout_s=services.timeout_s, connect_timeout_s=services.connect_timeout_s,
+        retries=services.retries, backoff_s=services.backoff_s, in_flight=services.generator_in_flight,
+    )
+
+
 @asynccontextmanager
-async def open_services(config: RunConfig) -> AsyncIterator[Services]:
+async def open_services(config: RunConfig, *, generator_urls: list[str] | None = None) -> AsyncIterator[Services]:
+    """Everything a run needs. With `generator_urls` (a run worker of the API), the generator and the
+    index are the caller's: no generator is started and no corpus imported."""
     async with AsyncExitStack() as stack:
         store = RunStore(config.database_url)
         stack.callback(store.close)
         config.adapters_dir.mkdir(parents=True, exist_ok=True)
-        retriever = await open_retriever(config, stack)
-        urls = await start_generator(config, stack)
-        services = config.services
-        generator = OpenAICompatGenerator(
-            urls, timeout_s=services.timeout_s, connect_timeout_s=services.connect_timeout_s,
-            retries=services.retries, backoff_s=services.backoff_s, in_flight=services.generator_in_flight,
-        )
+        if generator_urls is None:
+            retriever = await open_retriever(config, stack)
+            urls = await start_generator(config, stack)
+        else:
+            retriever, urls = await connect_retriever(config, stack), generator_urls
+        generator = generator_client(config, urls)
         stack.push_async_callback(generator.aclose)
         yield Services(store, generator, retriever, LocalAdapterTrainer(config))

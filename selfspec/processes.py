@@ -1,11 +1,17 @@
-"""Child-process lifecycle shared by the services we start (generator, trainer)."""
+"""Child-process lifecycle shared by the processes we start (generator, trainer, run workers), and the
+file lock that keeps one of them per resource."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -21,3 +27,31 @@ def exit_with_parent(parent_pid: int, *, interval_s: float = 1.0) -> None:
                 os._exit(0)
 
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+class LockBusy(Exception):
+    """Another process holds the lock (and kept it for the whole wait)."""
+
+
+@contextmanager
+def exclusive_lock(path: Path, *, wait_s: float = 0.0, poll_s: float = 0.2) -> Iterator[IO[str]]:
+    """An exclusive `flock` on `path`, waiting up to `wait_s` for its holder; yields the open file.
+
+    The kernel drops a `flock` when its holder dies (kill -9 included), so a crash never leaves a
+    stale lock; the wait covers an orphan of a killed parent, which exits within a second.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as err:
+                if time.monotonic() >= deadline:
+                    raise LockBusy(str(path)) from err
+                time.sleep(poll_s)
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -13,7 +13,6 @@ A checkpoint counts only once its `trainer_state.json` (written last by transfor
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -21,7 +20,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from selfspec.errors import AdapterConflict, AdapterError
+from selfspec.processes import LockBusy, exclusive_lock
 from selfspec.types import AdapterRef
 from trainer.config import MANIFEST_NAME, TrainConfig
 
@@ -74,26 +73,13 @@ def existing_adapter(config: TrainConfig, dataset_sha256: str) -> AdapterRef | N
 
 @contextmanager
 def training_lock(config: TrainConfig, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
-    """One trainer per output dir: a second process (CLI next to the service, say) fails after `wait_s`.
-
-    `flock` is released by the kernel when the holder dies, so kill -9 never leaves a stale lock; the
-    short wait covers a trainer orphaned by a killed run, which exits within a second (parent watchdog).
-    """
-    config.work_dir.mkdir(parents=True, exist_ok=True)
-    with open(config.work_dir / "lock", "a+b") as handle:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError as err:
-                if time.monotonic() >= deadline:
-                    raise AdapterConflict(f"another trainer is already writing {config.output_dir}") from err
-                time.sleep(0.5)
-        try:
+    """One trainer per output dir: a second process (CLI next to the service, say) fails after `wait_s`,
+    which covers a trainer orphaned by a killed run (it exits within a second: parent watchdog)."""
+    try:
+        with exclusive_lock(config.work_dir / "lock", wait_s=wait_s, poll_s=0.5):
             yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except LockBusy as err:
+        raise AdapterConflict(f"another trainer is already writing {config.output_dir}") from err
 
 
 def fingerprint(config: TrainConfig, quantization: str) -> str:

@@ -2,8 +2,8 @@
 
     app = create_app(load_config(Path("configs/demo.toml")))   # served by `selfspec serve orchestrator`
 
-On startup the lifespan starts the engine (a thread with its own event loop for runs, see engine.py),
-opens the services there (store, generator, retriever, trainer), then resumes every run (and
+On startup the lifespan starts the engine (a thread with its own event loop for the tasks that own
+runs, each in a worker process by default, and evaluations; see engine.py, manager.py), opens the services there (store, generator, retriever, trainer), then resumes every run (and
 evaluation) the store shows as still in progress, e.g. after the previous process was killed.
 """
 
@@ -51,10 +51,13 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
         try:
             services = await engine.hold(open_all(config))
             try:
-                run_manager = RunManager(services, engine=engine, grace_s=settings.shutdown_grace_s)
+                # A custom services factory (a test's fake trainer, say) cannot be rebuilt in a worker process.
+                isolate = settings.run_workers == "process" and services_factory is None
+                run_manager = RunManager(services, server=config, engine=engine, grace_s=settings.shutdown_grace_s,
+                                         isolate=isolate)
                 jobs = EvaluationJobs(store=services.store, generator=services.generator, config=config,
                                       engine=engine)
-                collector = metrics.watch_runs(services.store, run_manager.active, services.generator)
+                collector = metrics.watch_runs(services.store, run_manager.active, run_manager.counters)
                 app.state.api = ApiState(config, settings, engine, metrics, services, run_manager, jobs,
                                          TTLCache(settings.progress_ttl_s))
                 resumed = await run_manager.resume_interrupted()

@@ -1,7 +1,12 @@
 """The runs this API process drives: one asyncio task per active run, resumed after a restart.
 
-Run tasks live on the engine loop (see engine.py); the public methods are coroutines callable from
-the HTTP loop, and hop to the engine themselves.
+By default each run executes in a worker process of its own (run_worker.py), so its CPU work never
+competes with request handlers for the GIL; the task here owns that process: it starts it, relays its
+client counters to /metrics, stops it with SIGTERM (SIGKILL after the grace period) when cancelled, and
+records a failure if it dies without saying why. With `isolate=False` (or a custom services factory,
+e.g. a test's fake trainer, which a child process could not rebuild) the task drives the run itself.
+Tasks live on the engine loop (see engine.py); the public methods are coroutines callable from the
+HTTP loop, and hop to the engine themselves.
 
 Runs live in the store, not here: this only knows which of them have a task in this process. On
 startup, runs the store still shows as pending/running/paused (the process died under them) are
@@ -13,31 +18,42 @@ request is `cancelled` and stays so until `resume`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import os
+import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 from orchestrator.app.engine import Engine
 from orchestrator.app.errors import RunStateConflict
+from orchestrator.app.metrics import GeneratorCounters
 from orchestrator.app.queries import TERMINAL
 from orchestrator.app.run_configs import stored_run_config
-from orchestrator.driver import AdapterTrainer, RunDriver
+from orchestrator.app.run_worker import WorkerInput, build_driver
+from orchestrator.driver import RunDriver
 from orchestrator.services import LocalAdapterTrainer, Services
 from orchestrator.store import RunStore
 from selfspec.errors import SelfSpecError
-from selfspec.seeds import load_seeds
 from selfspec.settings import RunConfig
+from services.generator.launcher import child_env
 
 log = logging.getLogger(__name__)
 
 RESUME_ON_START = frozenset({"pending", "running", "paused"})
 SHUTDOWN_REASON = "API server stopped; the run resumes when it starts again"
 CANCEL_REASON = "cancelled by API request"
+KILL_MARGIN_S = 5.0  # after SIGKILL, how long to wait for a worker to be reaped
 
 
 class RunManager:
-    def __init__(self, services: Services, *, engine: Engine, grace_s: float = 10.0) -> None:
-        self.services, self.engine = services, engine
-        self.grace_s = grace_s
+    def __init__(self, services: Services, *, server: RunConfig, engine: Engine, grace_s: float = 10.0,
+                 isolate: bool = True, counters: GeneratorCounters | None = None) -> None:
+        self.services, self.server, self.engine = services, server, engine
+        self.grace_s, self.isolate = grace_s, isolate
+        self.counters = counters or GeneratorCounters(services.generator)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
 
@@ -54,20 +70,17 @@ class RunManager:
 
     # ---- helpers (engine loop) ----
 
-    def _trainer(self, config: RunConfig) -> AdapterTrainer:
+    def _driver(self, config: RunConfig) -> RunDriver:
+        """Validates the config against its files (seeds) too, before anything is written."""
         trainer = self.services.trainer
         if isinstance(trainer, LocalAdapterTrainer):
             # Training knobs are per run; the job runner (and its jobs dir) is the server's.
-            return LocalAdapterTrainer(config, runner=trainer.runner)
-        return trainer
-
-    def _driver(self, config: RunConfig) -> RunDriver:
-        seeds = load_seeds(config.resolve(config.run.seeds))
-        return RunDriver(config=config, store=self.store, generator=self.services.generator,
-                         retriever=self.services.retriever, trainer=self._trainer(config), seeds=seeds)
+            trainer = LocalAdapterTrainer(config, runner=trainer.runner)
+        return build_driver(config, self.services, trainer)
 
     def _start(self, run_id: str, driver: RunDriver) -> None:
-        task = asyncio.create_task(self._drive(run_id, driver), name=f"run-{run_id}")
+        drive = self._drive_worker(run_id) if self.isolate else self._drive(run_id, driver)
+        task = asyncio.create_task(drive, name=f"run-{run_id}")
         self._tasks[run_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
 
@@ -81,6 +94,57 @@ class RunManager:
             log.exception("run %s crashed", run_id, extra={"run_id": run_id})
         else:
             log.info("run %s completed", run_id, extra={"run_id": run_id})
+
+    async def _drive_worker(self, run_id: str) -> None:
+        log_path = self._worker_log(run_id)
+        with open(log_path, "ab") as log_file:  # noqa: ASYNC230 (a local append, once per run)
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "orchestrator.app.run_worker", run_id, "--parent-pid", str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file, env=child_env())
+        log.info("run %s started in worker %d (log %s)", run_id, process.pid, log_path, extra={"run_id": run_id})
+        assert process.stdin is not None and process.stdout is not None
+        given = WorkerInput(database_url=self.server.database_url, generator_urls=self.services.generator.urls)
+        process.stdin.write(given.model_dump_json().encode())
+        process.stdin.close()
+        relay = asyncio.create_task(self._relay_counters(run_id, process.stdout))
+        try:
+            code = await process.wait()
+        except asyncio.CancelledError:
+            await self._terminate(process)
+            raise
+        finally:
+            await relay
+            self.counters.finish(run_id)
+        status = self.store.get_run(run_id)["status"]
+        if status not in TERMINAL:  # it died before the driver could record why
+            reason = f"run worker exited with code {code} in status {status!r}; see {log_path}"
+            log.error("run %s: %s", run_id, reason, extra={"run_id": run_id})
+            self.store.set_status(run_id, "failed", reason=reason)
+        else:
+            log.info("run %s ended %s (worker exit code %d)", run_id, status, code, extra={"run_id": run_id})
+
+    def _worker_log(self, run_id: str) -> Path:
+        path = self.server.data_dir / "logs" / "runs" / f"{run_id}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def _relay_counters(self, run_id: str, stdout: asyncio.StreamReader) -> None:
+        async for line in stdout:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                data = json.loads(line)
+                self.counters.update(run_id, int(data["retries"]), dict(data["outstanding"]))
+
+    async def _terminate(self, process: asyncio.subprocess.Process) -> None:
+        """SIGTERM lets the run record its state; SIGKILL after the grace period if it does not stop."""
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=self.grace_s)
+        except TimeoutError:
+            log.warning("run worker %d ignored SIGTERM for %.0fs; killing it", process.pid, self.grace_s)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await asyncio.wait_for(process.wait(), timeout=KILL_MARGIN_S)
 
     async def create(self, config: RunConfig) -> str:
         """Register and start a run. Seeds are read first, so a bad seeds file writes nothing."""
@@ -137,7 +201,7 @@ class RunManager:
         for task in tasks:
             task.cancel()
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.grace_s)
+            _, pending = await asyncio.wait(tasks, timeout=self.grace_s + KILL_MARGIN_S)
             for task in pending:
                 log.warning("%s did not stop within %.0fs", task.get_name(), self.grace_s)
 

@@ -2,7 +2,8 @@
 
 Request metrics are updated by middleware. Run metrics are read from the store at scrape time for the
 runs this process drives, so they are exact after a restart: items per stage, filter drops by
-reason, queue depth; plus the generator client's retry count and outstanding calls per replica.
+reason, queue depth; plus the generator clients' retry count and outstanding calls per replica (this
+process's and its run workers').
 """
 
 from __future__ import annotations
@@ -20,8 +21,40 @@ from orchestrator.store import RunStore
 log = logging.getLogger(__name__)
 
 
+class GeneratorCounters:
+    """The generator client's counters, summed over this process's client and its run workers' clients.
+
+    Workers report theirs once a second (run_worker.py); a finished worker's retries stay counted, so
+    the total never goes down, and its outstanding calls drop out.
+    """
+
+    def __init__(self, own: Any) -> None:
+        self.own = own
+        self._workers: dict[str, tuple[int, dict[str, int]]] = {}
+        self._finished_retries = 0
+
+    def update(self, worker: str, retries: int, outstanding: dict[str, int]) -> None:
+        self._workers[worker] = (retries, outstanding)
+
+    def finish(self, worker: str) -> None:
+        retries, _ = self._workers.pop(worker, (0, {}))
+        self._finished_retries += retries
+
+    @property
+    def retry_count(self) -> int:
+        workers = list(self._workers.values())  # updated from the engine thread: copy in one step
+        return int(getattr(self.own, "retry_count", 0)) + self._finished_retries + sum(r for r, _ in workers)
+
+    def outstanding(self) -> dict[str, int]:
+        total: dict[str, int] = dict(self.own.outstanding()) if hasattr(self.own, "outstanding") else {}
+        for _, calls in list(self._workers.values()):
+            for url, n in calls.items():
+                total[url] = total.get(url, 0) + n
+        return total
+
+
 class RunCollector(Collector):
-    def __init__(self, store: RunStore, active_runs: Callable[[], list[str]], generator: Any) -> None:
+    def __init__(self, store: RunStore, active_runs: Callable[[], list[str]], generator: GeneratorCounters) -> None:
         self.store, self.active_runs, self.generator = store, active_runs, generator
 
     def collect(self) -> Iterator[Metric]:
@@ -48,10 +81,10 @@ class RunCollector(Collector):
                 done = stages["samples_ok"] + stages["samples_failed"]
                 depth.add_metric([run_id, rnd], max(stages["instructions_kept"] - done, 0))
         retries = CounterMetricFamily("selfspec_generator_retries", "generator calls retried by the client")
-        retries.add_metric([], float(getattr(self.generator, "retry_count", 0)))
+        retries.add_metric([], float(self.generator.retry_count))
         outstanding = GaugeMetricFamily("selfspec_generator_outstanding", "generator calls in flight, per replica",
                                         labels=["replica"])
-        for url, n in (self.generator.outstanding() if hasattr(self.generator, "outstanding") else {}).items():
+        for url, n in self.generator.outstanding().items():
             outstanding.add_metric([url], n)
         yield from (runs, items, drops, depth, retries, outstanding)
 
@@ -66,7 +99,8 @@ class ApiMetrics:
         self.latency = Histogram("selfspec_api_request_seconds", "HTTP request latency by route", ["route"],
                                  registry=self.registry)
 
-    def watch_runs(self, store: RunStore, active_runs: Callable[[], list[str]], generator: Any) -> Collector:
+    def watch_runs(self, store: RunStore, active_runs: Callable[[], list[str]],
+                   generator: GeneratorCounters) -> Collector:
         collector = RunCollector(store, active_runs, generator)
         self.registry.register(collector)
         return collector

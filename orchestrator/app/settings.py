@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,6 +21,9 @@ class ApiSettings(BaseSettings):
     worker_threads: int = Field(2, ge=1, description="threads serving blocking store reads. SQLite reads are "
                                 "CPU-bound, so more threads only fight over the GIL (bench_api: 2 threads served "
                                 "~1.5x the reads of 6 at half the p99); raise it for a networked database")
+    run_workers: Literal["process", "inline"] = Field(
+        "process", description="`process`: each run in a worker process of its own, so request handlers never "
+        "slow it down (bench_api); `inline`: runs share the API process (one process to debug)")
     shutdown_grace_s: float = Field(10.0, ge=0, description="wait this long for runs to stop on shutdown")
 
     @property

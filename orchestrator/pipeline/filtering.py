@@ -43,15 +43,19 @@ def tokenize(text: str) -> list[str]:
 
 
 def lcs_length(a: list[str], b: list[str]) -> int:
-    if len(a) < len(b):
-        a, b = b, a
-    previous = [0] * (len(b) + 1)
+    """Longest common subsequence length, bit-parallel (Hyyro 2004): one pass over `a` with integer
+    ops on a bit per token of `b`, instead of the len(a) x len(b) table of Python steps."""
+    if not a or not b:
+        return 0
+    matches: dict[str, int] = {}
+    for position, token in enumerate(b):
+        matches[token] = matches.get(token, 0) | (1 << position)
+    mask = (1 << len(b)) - 1
+    row = mask  # a 0 bit marks a column where the LCS grew
     for token in a:
-        current = [0]
-        for j, other in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if token == other else max(previous[j], current[j - 1]))
-        previous = current
-    return previous[-1]
+        hit = row & matches.get(token, 0)
+        row = ((row + hit) | (row - hit)) & mask
+    return len(b) - row.bit_count()
 
 
 def rouge_l(a: list[str], b: list[str]) -> float:
@@ -75,6 +79,10 @@ def _occurrences(tokens: list[str]) -> list[tuple[str, int]]:
     return result
 
 
+def _postings() -> dict[tuple[str, int], dict[tuple[int, int], list[int]]]:
+    return defaultdict(lambda: defaultdict(list))
+
+
 REBUILD_GROWTH = 1.25  # re-derive the token order when the index has grown by this factor
 REBUILD_MIN = 256
 
@@ -88,7 +96,8 @@ class NearDuplicateIndex:
         self.jaccard = (threshold / 2) / (1 - threshold / 2) - 1e-9  # margin for rounding
         self._tokens: list[list[str]] = []
         self._occurrences: list[set[tuple[str, int]]] = []
-        self._postings: dict[tuple[str, int], list[int]] = defaultdict(list)
+        # occurrence -> (its position in the member's ordered prefix, member length) -> members
+        self._postings: dict[tuple[str, int], dict[tuple[int, int], list[int]]] = _postings()
         self._document_frequency: Counter[str] = Counter()
         self._frequency_class: dict[str, int] = {}  # frozen between rebuilds: the order must not move
         self._indexed_at = 0  # size at the last rebuild
@@ -119,10 +128,7 @@ class NearDuplicateIndex:
         if self.exhaustive:
             candidates: Iterable[int] = range(len(self._tokens))
         else:
-            found: set[int] = set()
-            for key in self._prefix(occurrences):
-                found.update(self._postings.get(key, ()))
-            candidates = sorted(found)
+            candidates = self._candidates(len(tokens), self._prefix(occurrences))
         occurrence_set = set(occurrences)
         for index in candidates:
             self.candidates += 1
@@ -140,6 +146,35 @@ class NearDuplicateIndex:
                 return score, index
         return None
 
+    def _candidates(self, length: int, prefix: list[tuple[str, int]]) -> list[int]:
+        """Members sharing a prefix occurrence that pass the positional filter (PPJoin), in member order.
+
+        Both prefixes follow one total order, so the first shared occurrence met walking this prefix is
+        the first one of both texts: at position i here and j there, nothing before it is shared, and
+        the overlap is at most 1 + min(remaining after i, remaining after j). Postings are grouped by
+        (j, member length), so a whole group is skipped on one bound; a member skipped at its first
+        meeting fails again at any later one (both positions only grow). Frequent tokens sort last,
+        so pairs meeting only on them cost nothing.
+        """
+        seen: set[int] = set()
+        found = []
+        for i, key in enumerate(prefix):
+            for (j, other), members in self._postings.get(key, {}).items():
+                bound = 1 + min(length - i - 1, other - j - 1)
+                if 2 * bound / (length + other) < self.threshold:
+                    continue
+                for index in members:
+                    if index not in seen:
+                        seen.add(index)
+                        found.append(index)
+        found.sort()
+        return found
+
+    def _post(self, index: int, occurrences: list[tuple[str, int]]) -> None:
+        length = len(occurrences)
+        for position, key in enumerate(self._prefix(occurrences)):
+            self._postings[key][(position, length)].append(index)
+
     def add(self, text: str) -> None:
         tokens = tokenize(text)
         occurrences = _occurrences(tokens)
@@ -152,16 +187,14 @@ class NearDuplicateIndex:
         if len(self._tokens) >= max(REBUILD_MIN, REBUILD_GROWTH * self._indexed_at):
             self._rebuild()
             return
-        for key in self._prefix(occurrences):
-            self._postings[key].append(index)
+        self._post(index, occurrences)
 
     def _rebuild(self) -> None:
         """New order from the current document frequencies, then every member's prefix again."""
         self._frequency_class = {token: n.bit_length() for token, n in self._document_frequency.items() if n > 1}
-        self._postings = defaultdict(list)
+        self._postings = _postings()
         for index, tokens in enumerate(self._tokens):
-            for key in self._prefix(_occurrences(tokens)):
-                self._postings[key].append(index)
+            self._post(index, _occurrences(tokens))
         self._indexed_at = len(self._tokens)
         self.rebuilds += 1
 

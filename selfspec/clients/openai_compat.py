@@ -17,6 +17,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from selfspec.adapters import validate_adapter_name
+from selfspec.clients.pool import failure_name, pooled_transport, timed_out
 from selfspec.errors import (
     AdapterConflict,
     AdapterNotFound,
@@ -45,12 +46,12 @@ class _Replica:
         return now - self.failed_at < COOLDOWN_S
 
 
-def translate_error(exc: Exception, replica: str) -> BackendError:
+def translate_error(exc: httpx.HTTPError, replica: str) -> BackendError:
     """The one place httpx failures become selfspec errors."""
-    if isinstance(exc, httpx.TimeoutException):
+    if timed_out(exc):
         return BackendTimeout(f"timed out ({type(exc).__name__})", backend=replica)
     if isinstance(exc, httpx.TransportError):
-        return BackendUnavailable(f"unreachable ({type(exc).__name__}: {exc})", backend=replica)
+        return BackendUnavailable(f"unreachable ({failure_name(exc)})", backend=replica)
     return BackendError(str(exc), backend=replica)
 
 
@@ -96,7 +97,8 @@ class OpenAICompatGenerator:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._replicas = [
             _Replica(url.rstrip("/"), httpx.AsyncClient(
-                base_url=url.rstrip("/"), timeout=timeout, limits=limits, headers=headers, transport=transport
+                base_url=url.rstrip("/"), timeout=timeout, limits=limits, headers=headers,
+                transport=transport or pooled_transport(in_flight),
             ))
             for url in base_urls
         ]

@@ -16,6 +16,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from selfspec.clients.pool import failure_name, pooled_transport, timed_out
 from selfspec.errors import (
     BackendError,
     BackendOverloaded,
@@ -36,7 +37,7 @@ ADD_BATCH_SIZE = 1000
 
 def translate_error(exc: httpx.HTTPError, base_url: str) -> BackendError:
     """The one place httpx failures and error statuses become selfspec errors."""
-    if isinstance(exc, httpx.TimeoutException):
+    if timed_out(exc):
         return BackendTimeout(f"timed out ({type(exc).__name__})", backend=base_url)
     if isinstance(exc, httpx.HTTPStatusError):
         status, body = exc.response.status_code, _detail(exc.response)
@@ -46,7 +47,7 @@ def translate_error(exc: httpx.HTTPError, base_url: str) -> BackendError:
             return BackendUnavailable(f"HTTP {status}: {body[:500]}", backend=base_url)
         return BackendResponseError(status, body, backend=base_url)
     if isinstance(exc, httpx.TransportError):
-        return BackendUnavailable(f"unreachable ({type(exc).__name__}: {exc})", backend=base_url)
+        return BackendUnavailable(f"unreachable ({failure_name(exc)})", backend=base_url)
     return BackendError(str(exc), backend=base_url)
 
 
@@ -80,7 +81,7 @@ class HttpRetriever:
         self._client = httpx.AsyncClient(
             base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
-            transport=transport,
+            transport=transport or pooled_transport(in_flight),
         )
         self._slots = asyncio.Semaphore(in_flight)
         self._retries, self._backoff = retries, backoff_s

@@ -8,6 +8,7 @@ stalls longer than the client timeout, or 'down' (every call 503s, /health too).
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 import time
@@ -51,6 +52,7 @@ _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa", "do", 
               "ly", "mo", "nu", "pe")
 
 
+@functools.cache
 def _zipf_words(size: int) -> tuple[list[str], list[float]]:
     words = [a + b + c for a in _SYLLABLES for b in _SYLLABLES for c in _SYLLABLES][:size]
     return words, [1.0 / rank for rank in range(1, len(words) + 1)]

@@ -1,4 +1,7 @@
-"""kill -9 the API server process during a run; a restarted server resumes the run by itself, exactly."""
+"""kill -9 the API server process during a run; a restarted server resumes the run by itself, exactly.
+
+The fake generator is slow enough (0.25 s a call) that the run is still going when the killed API's
+run worker notices its parent is gone (within a second) and exits."""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ TARGET = 60
 
 def test_kill_minus_nine_of_the_api_then_restart_resumes_the_run(tmp_path: Path) -> None:
     gen_port, api_port = free_port(), free_port()
-    fake = ManagedServer([sys.executable, "-m", "tests.fakes.serve", "--port", str(gen_port), "--latency", "0.03"],
+    fake = ManagedServer([sys.executable, "-m", "tests.fakes.serve", "--port", str(gen_port), "--latency", "0.25"],
                          url=f"http://127.0.0.1:{gen_port}", log_path=tmp_path / "fake.log",
                          env={**os.environ, "PYTHONPATH": str(REPO)}, startup_timeout_s=60)
     data = config_data(tmp_path, fake.url, target=TARGET)
@@ -66,3 +69,6 @@ def test_kill_minus_nine_of_the_api_then_restart_resumes_the_run(tmp_path: Path)
     assert len(answered) == TARGET and all(status == "ok" for _, status in answered)
     assert sorted(kept) == sorted(i for i, _ in answered)  # nothing lost, nothing answered twice
     assert "resuming run" in api_log.read_text(errors="replace")
+    # The killed API's worker stopped (parent watchdog) and a new one finished the run: two drivers in turn.
+    worker_log = (tmp_path / "data" / "logs" / "runs" / f"{run_id}.log").read_text()
+    assert worker_log.count(f"drives run {run_id}") == 2
