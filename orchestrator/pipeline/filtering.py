@@ -4,13 +4,19 @@ Near-duplicates: ROUGE-L F1 > threshold against any kept instruction (or seed) d
 Checking every pair is O(n^2) ROUGE computations. Instead a prefix-filter index proposes candidates
 and exact ROUGE-L runs on those only, with no false negatives: F1 = 2*LCS/(m+n) > tau needs
 more than tau*(m+n)/2 shared token occurrences, i.e. a token-occurrence Jaccard above
-J = (tau/2)/(1 - tau/2); two sets that similar must share an element within their first
-|x| - ceil(J*|x|) + 1 elements under any fixed global order (the prefix-filtering lemma of
-all-pairs similarity search). Ordering frequent words last keeps the prefixes rare, so each lookup
-touches few members: the order ranks tokens by their document frequency class (log2 of how many kept
-texts hold them), measured when the index was last rebuilt. Any fixed order is correct, so the index
-re-derives the order and re-indexes every prefix whenever it has grown by a quarter: a word that turns
-frequent mid-run stops being a candidate generator, at an amortised O(1) cost per insertion.
+J = (tau/2)/(1 - tau/2). Under any fixed global order, two sets sharing alpha >= k elements share
+their k smallest common ones within their first |x| - ceil(J*|x|) + k elements (at most
+|x| - alpha elements of x are not shared, so the k-th shared one sits no later than that). The index
+uses k = 2 (pkwise prefix filtering): a member is a candidate only when two occurrences of its
+prefix are in the query's, which a pair meeting on one common word never is. Pairs so short that
+one shared occurrence can pass (m + n < 2/tau) are compared directly. PPJoin's positional bound
+skips whole posting groups: meeting at position i here and j there, the overlap is at most the
+occurrences met so far plus min(rest after i, rest after j).
+Ordering frequent words last keeps the prefixes rare, so each lookup touches few members: the order
+ranks tokens by their document frequency class (log2 of how many kept texts hold them), measured
+when the index was last rebuilt. Any fixed order is correct, so the index re-derives the order and
+re-indexes every prefix whenever it has grown by a quarter: a word that turns frequent mid-run stops
+being a candidate generator, at an amortised O(1) cost per insertion.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ def _postings() -> dict[tuple[str, int], dict[tuple[int, int], list[int]]]:
     return defaultdict(lambda: defaultdict(list))
 
 
+SHARED = 2  # k of the pkwise prefix: occurrences a candidate must share within the prefixes
 REBUILD_GROWTH = 1.25  # re-derive the token order when the index has grown by this factor
 REBUILD_MIN = 256
 
@@ -98,6 +105,7 @@ class NearDuplicateIndex:
         self._occurrences: list[set[tuple[str, int]]] = []
         # occurrence -> (its position in the member's ordered prefix, member length) -> members
         self._postings: dict[tuple[str, int], dict[tuple[int, int], list[int]]] = _postings()
+        self._by_length: dict[int, list[int]] = defaultdict(list)  # for pairs too short for SHARED
         self._document_frequency: Counter[str] = Counter()
         self._frequency_class: dict[str, int] = {}  # frozen between rebuilds: the order must not move
         self._indexed_at = 0  # size at the last rebuild
@@ -116,8 +124,7 @@ class NearDuplicateIndex:
 
     def _prefix(self, occurrences: list[tuple[str, int]]) -> list[tuple[str, int]]:
         ordered = sorted(occurrences, key=self._order_key)
-        length = len(ordered) - math.ceil(self.jaccard * len(ordered)) + 1
-        return ordered[: max(length, 1)]
+        return ordered[: len(ordered) - math.ceil(self.jaccard * len(ordered)) + SHARED]
 
     def find(self, text: str) -> tuple[float, int] | None:
         """(score, member index) of the first member above threshold, else None."""
@@ -147,26 +154,28 @@ class NearDuplicateIndex:
         return None
 
     def _candidates(self, length: int, prefix: list[tuple[str, int]]) -> list[int]:
-        """Members sharing a prefix occurrence that pass the positional filter (PPJoin), in member order.
-
-        Both prefixes follow one total order, so the first shared occurrence met walking this prefix is
-        the first one of both texts: at position i here and j there, nothing before it is shared, and
-        the overlap is at most 1 + min(remaining after i, remaining after j). Postings are grouped by
-        (j, member length), so a whole group is skipped on one bound; a member skipped at its first
-        meeting fails again at any later one (both positions only grow). Frequent tokens sort last,
-        so pairs meeting only on them cost nothing.
-        """
-        seen: set[int] = set()
-        found = []
+        """Members sharing SHARED occurrences of the prefixes, plus members short enough that one
+        shared occurrence may pass; in member order. Postings are grouped by (position, member length)
+        so one bound settles a whole group: a group where even a member met once before cannot reach
+        the needed overlap is skipped, and a member whose first shared occurrence already rules it out
+        is marked so (its later ones cannot revive it)."""
+        met: dict[int, int] = {}  # member -> shared occurrences met; -1: ruled out at the first
         for i, key in enumerate(prefix):
             for (j, other), members in self._postings.get(key, {}).items():
-                bound = 1 + min(length - i - 1, other - j - 1)
-                if 2 * bound / (length + other) < self.threshold:
+                need = self.threshold * (length + other) / 2
+                rest = min(length - i - 1, other - j - 1)
+                if SHARED + rest < need:
                     continue
+                first = -1 if 1 + rest < need else 1
                 for index in members:
-                    if index not in seen:
-                        seen.add(index)
-                        found.append(index)
+                    seen = met.get(index)
+                    if seen is None:
+                        met[index] = first
+                    elif seen > 0:
+                        met[index] = seen + 1
+        found = [index for index, seen in met.items() if seen >= SHARED]
+        for other in range(1, math.ceil(2 * (SHARED - 1) / self.threshold - length)):
+            found += [index for index in self._by_length.get(other, ()) if 0 <= met.get(index, 0) < SHARED]
         found.sort()
         return found
 
@@ -183,6 +192,7 @@ class NearDuplicateIndex:
         self._occurrences.append(set(occurrences))
         if self.exhaustive:
             return
+        self._by_length[len(tokens)].append(index)
         self._document_frequency.update(set(tokens))
         if len(self._tokens) >= max(REBUILD_MIN, REBUILD_GROWTH * self._indexed_at):
             self._rebuild()

@@ -5,7 +5,13 @@ import random
 import pytest
 from rouge_score import rouge_scorer
 
-from orchestrator.pipeline.filtering import Candidate, InstructionFilter, rouge_l, tokenize
+from orchestrator.pipeline.filtering import (
+    Candidate,
+    InstructionFilter,
+    NearDuplicateIndex,
+    rouge_l,
+    tokenize,
+)
 from selfspec.settings import FiltersSection
 
 STRINGS = [
@@ -97,3 +103,23 @@ def test_indexed_filter_decides_exactly_like_all_pairs() -> None:
     assert fast_verdicts == naive_verdicts
     assert 0 < fast_verdicts.count("near_duplicate") < len(texts)  # the set exercises both outcomes
     assert fast.near.candidates < naive.near.candidates
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7, 0.9])
+def test_index_finds_what_all_pairs_finds_for_short_texts_and_any_threshold(threshold: float) -> None:
+    """One- to three-word texts are the pairs one shared word can make near-duplicates: the index must
+    not need two shared occurrences for them."""
+    rng = random.Random(11)
+    texts = _instruction_pool(600, seed=5, max_pairs=4)
+    texts += [" ".join(t.split()[: rng.randint(1, 3)]) for t in rng.sample(texts, 200)]
+    rng.shuffle(texts)
+    fast, naive = NearDuplicateIndex(threshold), NearDuplicateIndex(threshold, exhaustive=True)
+    found = []
+    for text in texts:
+        hit = naive.find(text)
+        assert (fast.find(text) is None) == (hit is None), text
+        found.append(hit is not None)
+        if hit is None:
+            fast.add(text)
+            naive.add(text)
+    assert any(found) and not all(found)
