@@ -89,7 +89,8 @@ def _postings() -> dict[tuple[str, int], dict[tuple[int, int], list[int]]]:
     return defaultdict(lambda: defaultdict(list))
 
 
-SHARED = 2  # k of the pkwise prefix: occurrences a candidate must share within the prefixes
+SHARED = 2  # k of the pkwise prefix: occurrences a candidate must share within the prefixes (the
+# counting in _candidates is written for 2)
 REBUILD_GROWTH = 1.25  # re-derive the token order when the index has grown by this factor
 REBUILD_MIN = 256
 
@@ -154,28 +155,21 @@ class NearDuplicateIndex:
         return None
 
     def _candidates(self, length: int, prefix: list[tuple[str, int]]) -> list[int]:
-        """Members sharing SHARED occurrences of the prefixes, plus members short enough that one
-        shared occurrence may pass; in member order. Postings are grouped by (position, member length)
-        so one bound settles a whole group: a group where even a member met once before cannot reach
-        the needed overlap is skipped, and a member whose first shared occurrence already rules it out
-        is marked so (its later ones cannot revive it)."""
-        met: dict[int, int] = {}  # member -> shared occurrences met; -1: ruled out at the first
+        """Members sharing two occurrences of the prefixes, plus members short enough that one shared
+        occurrence may pass; in member order. Postings are grouped by (position, member length) so one
+        bound settles a whole group: where even a member met once before cannot reach the needed
+        overlap, the group is skipped. Skips only ever cut a suffix of a member's meetings (both
+        positions grow), so the others are all counted; set operations keep the counting in C."""
+        once: set[int] = set()
+        twice: set[int] = set()
         for i, key in enumerate(prefix):
             for (j, other), members in self._postings.get(key, {}).items():
-                need = self.threshold * (length + other) / 2
-                rest = min(length - i - 1, other - j - 1)
-                if SHARED + rest < need:
-                    continue
-                first = -1 if 1 + rest < need else 1
-                for index in members:
-                    seen = met.get(index)
-                    if seen is None:
-                        met[index] = first
-                    elif seen > 0:
-                        met[index] = seen + 1
-        found = [index for index, seen in met.items() if seen >= SHARED]
+                if SHARED + min(length - i - 1, other - j - 1) >= self.threshold * (length + other) / 2:
+                    twice.update(once.intersection(members))
+                    once.update(members)
+        found = list(twice)
         for other in range(1, math.ceil(2 * (SHARED - 1) / self.threshold - length)):
-            found += [index for index in self._by_length.get(other, ()) if 0 <= met.get(index, 0) < SHARED]
+            found += [index for index in self._by_length.get(other, ()) if index not in twice]
         found.sort()
         return found
 
