@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -55,3 +56,15 @@ def exclusive_lock(path: Path, *, wait_s: float = 0.0, poll_s: float = 0.2) -> I
             yield handle
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def lower_thread_priority(increment: int) -> bool:
+    """Lower the calling thread's CPU priority by `increment` nice steps; threads it starts later inherit
+    it, processes other threads start do not. Linux only (there nice is per thread; elsewhere it would
+    lower the whole process). Returns whether it changed anything."""
+    if increment <= 0 or not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()
+    current = os.getpriority(os.PRIO_PROCESS, tid)
+    os.setpriority(os.PRIO_PROCESS, tid, min(current + increment, 19))
+    return True

@@ -29,6 +29,7 @@ from orchestrator.app.middleware import BodyLimitMiddleware, RequestMetricsMiddl
 from orchestrator.app.routes import adapters, evaluations, health, runs, ui
 from orchestrator.app.settings import ApiSettings
 from orchestrator.services import Services, open_services
+from selfspec.processes import lower_thread_priority
 from selfspec.settings import RunConfig
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         lock = DataDirLock(config.data_dir).acquire()
         engine = Engine().start()
+        # After the engine thread exists: it (and the run workers it starts) keep their priority.
+        if lower_thread_priority(settings.read_nice):
+            log.info("HTTP threads run %d nice steps below the runs", settings.read_nice)
         try:
             services = await engine.hold(open_all(config))
             try:

@@ -24,6 +24,9 @@ class ApiSettings(BaseSettings):
     run_workers: Literal["process", "inline"] = Field(
         "process", description="`process`: each run in a worker process of its own, so request handlers never "
         "slow it down (bench_api); `inline`: runs share the API process (one process to debug)")
+    read_nice: int = Field(
+        5, ge=0, le=19, description="nice steps the threads serving HTTP run below the runs' worker processes "
+        "(Linux): when CPU is short, the run keeps its pace and reads wait; 0 = equal priority")
     shutdown_grace_s: float = Field(10.0, ge=0, description="wait this long for runs to stop on shutdown")
 
     @property
