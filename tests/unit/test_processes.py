@@ -85,3 +85,33 @@ def test_second_trainer_gives_up_when_the_lock_stays_held(tmp_path: Path) -> Non
     with training_lock(config), pytest.raises(AdapterConflict, match="already writing"):
         with training_lock(config, wait_s=0.2):
             pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux only")
+def test_lowered_thread_priority_stays_in_that_thread_and_its_threads() -> None:
+    """The API lowers its HTTP threads only: threads they start inherit it, a process another thread
+    starts (a run worker, from the engine thread) does not."""
+    seen: dict[str, int] = {}
+
+    def lowered() -> None:
+        from selfspec.processes import lower_thread_priority
+
+        base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert lower_thread_priority(3)
+        seen["lowered"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) - base
+
+        def inner() -> None:
+            seen["inherited"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) - base
+
+        child = threading.Thread(target=inner)
+        child.start()
+        child.join()
+
+    thread = threading.Thread(target=lowered)
+    thread.start()
+    thread.join()
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    spawned = subprocess.run([sys.executable, "-c", "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"],
+                             capture_output=True, text=True, check=True)
+    assert seen == {"lowered": 3, "inherited": 3} or here >= 17  # (already near the floor of 19)
+    assert int(spawned.stdout) == here
