@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orchestrator.store import RunStore, events, instructions, samples
+from orchestrator.store import RunStore, events
 from tests.fakes.openai_server import FakeState
 from tests.integration.test_api_support import (
     api_config,
+    assert_answered_once,
     fake_generator,
     read_events,
     running_api,
@@ -76,13 +77,8 @@ def test_cancel_then_resume_finishes_with_exact_counts(tmp_path: Path) -> None:
             run = wait_for_status(client, run_id, {"completed"})
             assert run["rounds"]["1"]["samples_ok"] == target
             assert client.post(f"/v1/runs/{run_id}/resume").status_code == 409  # completed
-        with store.engine.connect() as conn:
-            kept = conn.execute(select(instructions.c.id).where(
-                instructions.c.run_id == run_id, instructions.c.verdict == "kept")).scalars().all()
-            answered = conn.execute(select(samples.c.instruction_id).where(samples.c.run_id == run_id)).scalars().all()
+        assert_answered_once(store, run_id, target)
         store.close()
-    assert len(answered) == len(set(answered)) == target
-    assert sorted(kept) == sorted(answered)  # every kept instruction answered exactly once
 
 
 def test_graceful_stop_leaves_the_run_paused_and_the_next_start_finishes_it(tmp_path: Path) -> None:

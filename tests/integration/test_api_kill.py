@@ -12,13 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from orchestrator.store import RunStore, instructions, samples
+from orchestrator.store import RunStore
 from services.generator.launcher import ManagedServer, free_port
 from tests.integration.test_api_support import (
     REPO,
     api_server,
+    assert_answered_once,
     config_data,
     config_toml,
     wait_for,
@@ -60,14 +60,8 @@ def test_kill_minus_nine_of_the_api_then_restart_resumes_the_run(tmp_path: Path)
                 assert run["rounds"]["1"]["samples_ok"] == TARGET
         finally:
             api.stop(timeout_s=30)
-    with store.engine.connect() as conn:
-        kept = conn.execute(select(instructions.c.id).where(
-            instructions.c.run_id == run_id, instructions.c.verdict == "kept")).scalars().all()
-        answered = conn.execute(select(samples.c.instruction_id, samples.c.status)
-                                .where(samples.c.run_id == run_id)).all()
+    assert_answered_once(store, run_id, TARGET)
     store.close()
-    assert len(answered) == TARGET and all(status == "ok" for _, status in answered)
-    assert sorted(kept) == sorted(i for i, _ in answered)  # nothing lost, nothing answered twice
     assert "resuming run" in api_log.read_text(errors="replace")
     # The killed API's worker stopped (parent watchdog) and a new one finished the run: two drivers in turn.
     worker_log = (tmp_path / "data" / "logs" / "runs" / f"{run_id}.log").read_text()

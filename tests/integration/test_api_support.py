@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from orchestrator.app.main import ServicesFactory, create_app
 from orchestrator.app.settings import ApiSettings
+from orchestrator.store import RunStore, instructions, samples
 from selfspec.settings import RunConfig, load_config
 from services.generator.launcher import ManagedServer
 from tests.fakes.openai_server import FakeState, create_fake_app
@@ -160,3 +162,14 @@ def api_server(config: Path, port: int, log_path: Path) -> ManagedServer:
     return ManagedServer([sys.executable, "-m", "orchestrator.app", "--port", str(port), "--config", str(config)],
                          url=f"http://127.0.0.1:{port}", log_path=log_path, env={**os.environ, "PYTHONPATH": str(REPO)},
                          startup_timeout_s=60, health_path="/healthz", cwd=REPO)
+
+
+def assert_answered_once(store: RunStore, run_id: str, target: int) -> None:
+    """Exactly `target` ok samples, one per kept instruction of the run: nothing lost, nothing twice."""
+    with store.engine.connect() as conn:
+        kept = conn.execute(select(instructions.c.id).where(
+            instructions.c.run_id == run_id, instructions.c.verdict == "kept")).scalars().all()
+        answered = conn.execute(select(samples.c.instruction_id, samples.c.status)
+                                .where(samples.c.run_id == run_id)).all()
+    assert len(answered) == target and all(status == "ok" for _, status in answered)
+    assert sorted(kept) == sorted(i for i, _ in answered)
