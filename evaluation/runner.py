@@ -22,6 +22,7 @@ from evaluation.prompting import build_prompt, choose_demos, clean_completion, p
 from evaluation.schema import EvalItem, load_task_file
 from selfspec.clients.protocols import Generator
 from selfspec.errors import BackendError, BackendOverloaded, BackendResponseError, ConfigError, StageError
+from selfspec.files import write_text_atomic
 from selfspec.types import EvalResult
 
 log = logging.getLogger(__name__)
@@ -176,9 +177,7 @@ def _score(tasks: Sequence[TaskData], logs: dict[tuple[str, int, str], Predictio
 
 def save_results(results: Sequence[EvalResult], path: Path, *, config: dict[str, object]) -> None:
     payload = {"config": config, "results": [r.model_dump(mode="json") for r in results]}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def load_results(path: Path) -> list[EvalResult]:

@@ -39,6 +39,7 @@ from orchestrator.driver import RunDriver, _adapter_ref, hot_load
 from orchestrator.services import LocalAdapterTrainer, Services, open_retriever, open_services
 from orchestrator.store import RunStore
 from selfspec.errors import ConfigError
+from selfspec.files import write_text_atomic
 from selfspec.jsonl import describe_validation_error
 from selfspec.progress import RichProgress
 from selfspec.seeds import load_seeds
@@ -198,10 +199,7 @@ class SweepState:
 
     def record(self, label: str, run_id: str) -> None:
         self.runs[label] = run_id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"runs": self.runs}, indent=2) + "\n")
-        tmp.replace(self.path)
+        write_text_atomic(self.path, json.dumps({"runs": self.runs}, indent=2) + "\n")
 
 
 def _with_sharing(sweep: Sweep, variant: Variant, state: SweepState) -> RunConfig:

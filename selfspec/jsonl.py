@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from selfspec.errors import InputFileError
+from selfspec.files import atomic_open
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -69,11 +70,8 @@ def read_jsonl(path: Path, model: type[M], *, unique_ids: bool = True) -> list[M
 
 def write_jsonl(path: Path, items: Sequence[BaseModel] | Sequence[dict[str, Any]]) -> None:
     """Write atomically: a crash never leaves a half-written file under the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         for item in items:
             line = item.model_dump_json() if isinstance(item, BaseModel) else json.dumps(item, ensure_ascii=False)
             handle.write(line + "\n")
-    tmp.replace(path)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from selfspec.errors import AdapterConflict, AdapterError
+from selfspec.files import write_text_atomic
 from selfspec.processes import LockBusy, exclusive_lock
 from selfspec.types import AdapterRef
 from trainer.config import MANIFEST_NAME, TrainConfig
@@ -112,9 +113,7 @@ class WorkState:
         return resume
 
     def save(self, elapsed_s: float) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**self.identity, "elapsed_s": round(elapsed_s, 3)}), encoding="utf-8")
-        tmp.replace(self.path)
+        write_text_atomic(self.path, json.dumps({**self.identity, "elapsed_s": round(elapsed_s, 3)}))
 
     def _load(self) -> dict[str, object] | None:
         try:

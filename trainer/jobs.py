@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from selfspec.errors import BackendTimeout, SelfSpecError
+from selfspec.files import write_text_atomic
 from selfspec.settings import REPO_ROOT
 from selfspec.types import AdapterRef
 from trainer.config import TrainConfig
@@ -81,9 +82,7 @@ async def wait_for_job(runner: TrainingJobRunner, job_id: str, *, poll_s: float,
 # ---- small file helpers (sync; tiny files) ----
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -6,12 +6,13 @@ Pure Python: the job API and the CLI read it without importing torch. `train.py`
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
+from selfspec.files import write_text_atomic
 
 
 class TrainProgress(BaseModel):
@@ -75,9 +76,7 @@ class ProgressTracker:
 
 def write_progress_file(path: Path, progress: TrainProgress) -> None:
     """Atomic write: a reader (the job runner) never sees half a JSON document."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(progress.model_dump_json(), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, progress.model_dump_json())
 
 
 def read_progress_file(path: Path) -> TrainProgress | None:

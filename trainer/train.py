@@ -44,6 +44,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback
 from trl import SFTTrainer
 
 from selfspec.errors import AdapterNotFound, SelfSpecError
+from selfspec.files import write_text_atomic
 from selfspec.models import resolve_model_path
 from selfspec.processes import exit_with_parent
 from selfspec.types import AdapterRef, SFTRecord
@@ -282,9 +283,7 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
 def _write_result(path: Path | None, result: JobResult) -> None:
     if path is None:
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(result.model_dump_json(), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, result.model_dump_json())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 
+from selfspec.files import atomic_open
 from selfspec.types import ChatMessage, Sample, SFTRecord
 
 
@@ -51,17 +53,10 @@ def dataset_line(sample: Sample, fmt: str) -> str:
 
 def export_round(samples: Iterable[Sample], out_dir: Path) -> dict[str, Path]:
     """Write sft.jsonl (SFTRecord), alpaca.jsonl, messages.jsonl and provenance.jsonl atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {fmt: out_dir / f"{fmt}.jsonl" for fmt in DATASET_FORMATS}
-    temps = {fmt: path.with_suffix(".jsonl.tmp") for fmt, path in paths.items()}
-    handles = {fmt: open(tmp, "w", encoding="utf-8") for fmt, tmp in temps.items()}
-    try:
+    with ExitStack() as stack:
+        handles = {fmt: stack.enter_context(atomic_open(path)) for fmt, path in paths.items()}
         for sample in samples:
             for fmt, handle in handles.items():
                 handle.write(dataset_line(sample, fmt))
-    finally:
-        for handle in handles.values():
-            handle.close()
-    for fmt, tmp in temps.items():
-        tmp.replace(paths[fmt])
     return paths

@@ -54,8 +54,8 @@ def test_sse_reconnect_with_last_event_id_sees_every_event_once(tmp_path: Path) 
 
 
 def test_cancel_then_resume_finishes_with_exact_counts(tmp_path: Path) -> None:
-    target = 40
-    with fake_generator(FakeState(latency_s=0.02)) as gen_url:
+    target = 60  # with 0.1 s a call the run is still going when the test acts on it
+    with fake_generator(FakeState(latency_s=0.1)) as gen_url:
         config = api_config(tmp_path, gen_url, target=target)
         store = RunStore(config.database_url)
         with running_api(config) as client:
@@ -82,8 +82,8 @@ def test_cancel_then_resume_finishes_with_exact_counts(tmp_path: Path) -> None:
 
 
 def test_graceful_stop_leaves_the_run_paused_and_the_next_start_finishes_it(tmp_path: Path) -> None:
-    target = 40
-    with fake_generator(FakeState(latency_s=0.02)) as gen_url:
+    target = 60
+    with fake_generator(FakeState(latency_s=0.1)) as gen_url:
         config = api_config(tmp_path, gen_url, target=target)
         store = RunStore(config.database_url)
         with running_api(config) as client:

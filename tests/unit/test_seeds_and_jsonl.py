@@ -77,3 +77,18 @@ def test_non_utf8_line_is_reported(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="file not found"):
         load_seeds(tmp_path / "nope.jsonl")
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    from selfspec.files import atomic_open
+
+    target = tmp_path / "data.jsonl"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError), atomic_open(target) as handle:
+        handle.write("half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["data.jsonl"]  # no temporary left behind
+    with atomic_open(target) as handle:
+        handle.write("new\n")
+    assert target.read_text() == "new\n"
