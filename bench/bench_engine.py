@@ -2,11 +2,14 @@
 
   P1 efficiency: engine samples/s vs the same requests from a bare async client at the same concurrency,
      and vs a serial one-request-at-a-time loop, against the embedded generator (real tiny model).
+     `p1-pipeline`: a whole round (instruction generation -> filters -> grounded responses), the engine
+     at its default concurrency vs the same code with one request at a time (a serial loop).
   P2 overhead: engine samples/s against a zero-latency fake server at 1k, 10k, 50k samples.
   P4 dedup: 20k instructions through the near-dup filter vs naive all-pairs on 2k.
 
     .venv/bin/python bench/bench_engine.py p2 --sizes 1000,10000,50000 [--vocab 5000 | --vocab 0]
     .venv/bin/python bench/bench_engine.py p1 --samples 24
+    .venv/bin/python bench/bench_engine.py p1-pipeline --samples 16
     .venv/bin/python bench/bench_engine.py p4
 """
 
@@ -139,6 +142,29 @@ async def engine_responses(url: str, model: str, items: list, concurrency: int) 
         return elapsed
 
 
+def p1_pipeline(samples: int) -> None:
+    """A whole round, engine vs serial, same code and config but the concurrency."""
+    from selfspec.models import pull_tiny_model
+    model_dir = pull_tiny_model(REPO / ".cache/selfspec")
+    port = free_port()
+    command = embedded_generator_command(model=str(model_dir), port=port, adapters_dir=REPO / ".selfspec/adapters",
+                                         cache_dir=REPO / ".cache/selfspec", max_batch=16)
+    url = f"http://127.0.0.1:{port}"
+    with ManagedServer(command, url=url, log_path=REPO / ".selfspec/logs/bench-engine.log", env=child_env()):
+        model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+        results = {}
+        for name, workers, in_flight in (("serial", (1, 1), 1), ("engine", (4, 16), 16)):
+            config = load_config(None, {"retrieval.k": 0, "generation.model": model,
+                                        "generation.instruction_workers": workers[0],
+                                        "generation.response_workers": workers[1],
+                                        "services.generator_in_flight": in_flight})
+            results[name] = asyncio.run(run_engine(url, model, config, samples))
+    for name, (elapsed, prompts) in results.items():
+        print(f"P1 pipeline {name}: {samples} samples from {prompts} instruction prompts in {elapsed:.1f}s "
+              f"({samples / elapsed:.2f} samples/s)")
+    print(f"P1 pipeline engine vs serial = {results['serial'][0] / results['engine'][0]:.2f}x (goal >= 3x on CPU)")
+
+
 def p4() -> None:
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(3000)]
@@ -168,7 +194,7 @@ def p4() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("which", choices=["p1", "p2", "p4"])
+    parser.add_argument("which", choices=["p1", "p1-pipeline", "p2", "p4"])
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--vocab", type=int, default=5000,
@@ -178,6 +204,8 @@ def main() -> None:
         p2([int(s) for s in args.sizes.split(",")], args.vocab)
     elif args.which == "p1":
         p1(args.samples)
+    elif args.which == "p1-pipeline":
+        p1_pipeline(args.samples)
     else:
         p4()
 
