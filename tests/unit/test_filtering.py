@@ -5,6 +5,7 @@ import random
 import pytest
 from rouge_score import rouge_scorer
 
+from orchestrator.pipeline import filtering
 from orchestrator.pipeline.filtering import (
     Candidate,
     InstructionFilter,
@@ -105,10 +106,13 @@ def test_indexed_filter_decides_exactly_like_all_pairs() -> None:
     assert fast.near.candidates < naive.near.candidates
 
 
+@pytest.mark.parametrize("shared", [2, 3])
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7, 0.9])
-def test_index_finds_what_all_pairs_finds_for_short_texts_and_any_threshold(threshold: float) -> None:
+def test_index_finds_what_all_pairs_finds_for_short_texts_and_any_threshold(
+        threshold: float, shared: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """One- to three-word texts are the pairs one shared word can make near-duplicates: the index must
-    not need two shared occurrences for them."""
+    not need `shared` occurrences in common for them (any k of the pkwise prefix)."""
+    monkeypatch.setattr(filtering, "SHARED", shared)
     rng = random.Random(11)
     texts = _instruction_pool(600, seed=5, max_pairs=4)
     texts += [" ".join(t.split()[: rng.randint(1, 3)]) for t in rng.sample(texts, 200)]
