@@ -177,8 +177,12 @@ class RunManager:
             raise RunStateConflict(f"run {run_id!r} is already running (or being cancelled)")
         if run["status"] == "completed":
             raise RunStateConflict(f"run {run_id!r} is completed; nothing to resume")
-        self._start(run_id, self._driver(stored_run_config(run["config"])))
-        return run
+        driver = self._driver(stored_run_config(run["config"]))
+        # Said at once: a worker process takes a moment to start, and until then the store would still
+        # show the `failed`/`cancelled` the run is being resumed from.
+        self.store.set_status(run_id, "running", reason=f"resumed by API request (was {run['status']})")
+        self._start(run_id, driver)
+        return self.store.get_run(run_id)
 
     async def _resume_interrupted(self) -> list[str]:
         """Start every run the store shows as in progress (this process is its only driver)."""

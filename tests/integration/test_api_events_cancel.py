@@ -73,6 +73,7 @@ def test_cancel_then_resume_finishes_with_exact_counts(tmp_path: Path) -> None:
 
             resumed = client.post(f"/v1/runs/{run_id}/resume")
             assert resumed.status_code == 200 and resumed.json()["active"]
+            assert resumed.json()["status"] == "running"  # not the `cancelled` it was resumed from
             assert client.post(f"/v1/runs/{run_id}/resume").status_code == 409  # already running
             run = wait_for_status(client, run_id, {"completed"})
             assert run["rounds"]["1"]["samples_ok"] == target
