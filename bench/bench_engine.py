@@ -21,6 +21,8 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +81,19 @@ def p2(sizes: list[int], vocab: int) -> None:
     print(f"P2 flatness: rate at {sizes[-1]} / rate at {sizes[0]} = {rates[-1] / rates[0]:.2f}")
 
 
+@contextmanager
+def embedded_generator() -> Iterator[tuple[str, str]]:
+    """The embedded generator on the real tiny model, batching up to 16 rows; yields (URL, model id)."""
+    from selfspec.models import pull_tiny_model
+    model_dir = pull_tiny_model(REPO / ".cache/selfspec")
+    port = free_port()
+    command = embedded_generator_command(model=str(model_dir), port=port, adapters_dir=REPO / ".selfspec/adapters",
+                                         cache_dir=REPO / ".cache/selfspec", max_batch=16)
+    url = f"http://127.0.0.1:{port}"
+    with ManagedServer(command, url=url, log_path=REPO / ".selfspec/logs/bench-engine.log", env=child_env()):
+        yield url, httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+
+
 async def bare_client(url: str, model: str, prompts: list[str], concurrency: int) -> float:
     slots = asyncio.Semaphore(concurrency)
     params = {"max_tokens": 96, "temperature": 0, "stop": list(grounding.STOP)}
@@ -94,20 +109,12 @@ async def bare_client(url: str, model: str, prompts: list[str], concurrency: int
 
 def p1(samples: int) -> None:
     """Response stage only (instructions given), so engine and bare client send the same requests."""
-    from selfspec.models import pull_tiny_model
-    model_dir = pull_tiny_model(REPO / ".cache/selfspec")
     rng = random.Random(0)
     items = rng.sample(SEEDS, samples)
     prompts = [grounding.build_prompt(domain="biomedical", instruction=s.instruction, input_text=s.input,
                                       demos=grounding.pick_demos(SEEDS, count=2, key=s.id), passages=[],
                                       passage_max_words=45) for s in items]
-    port = free_port()
-    command = embedded_generator_command(model=str(model_dir), port=port, adapters_dir=REPO / ".selfspec/adapters",
-                                         cache_dir=REPO / ".cache/selfspec", max_batch=16)
-    url = f"http://127.0.0.1:{port}"
-    with ManagedServer(command, url=url, log_path=REPO / ".selfspec/logs/bench-engine.log", env=child_env()):
-        model = "smollm2-135m-instruct"
-        model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+    with embedded_generator() as (url, model):
         bare = asyncio.run(bare_client(url, model, prompts, 16))
         serial = asyncio.run(bare_client(url, model, prompts, 1))
         engine = asyncio.run(engine_responses(url, model, items, 16))
@@ -144,14 +151,7 @@ async def engine_responses(url: str, model: str, items: list, concurrency: int) 
 
 def p1_pipeline(samples: int) -> None:
     """A whole round, engine vs serial, same code and config but the concurrency."""
-    from selfspec.models import pull_tiny_model
-    model_dir = pull_tiny_model(REPO / ".cache/selfspec")
-    port = free_port()
-    command = embedded_generator_command(model=str(model_dir), port=port, adapters_dir=REPO / ".selfspec/adapters",
-                                         cache_dir=REPO / ".cache/selfspec", max_batch=16)
-    url = f"http://127.0.0.1:{port}"
-    with ManagedServer(command, url=url, log_path=REPO / ".selfspec/logs/bench-engine.log", env=child_env()):
-        model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+    with embedded_generator() as (url, model):
         results = {}
         for name, workers, in_flight in (("serial", (1, 1), 1), ("engine", (4, 16), 16)):
             config = load_config(None, {"retrieval.k": 0, "generation.model": model,
