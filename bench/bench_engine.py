@@ -91,7 +91,11 @@ def embedded_generator() -> Iterator[tuple[str, str]]:
                                          cache_dir=REPO / ".cache/selfspec", max_batch=16)
     url = f"http://127.0.0.1:{port}"
     with ManagedServer(command, url=url, log_path=REPO / ".selfspec/logs/bench-engine.log", env=child_env()):
-        yield url, httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+        model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+        # Warm-up (first forward passes allocate and tune kernels): whichever contender ran first paid it.
+        for batch in (1, 4):
+            asyncio.run(bare_client(url, model, ["Say hello."] * batch, batch))
+        yield url, model
 
 
 async def bare_client(url: str, model: str, prompts: list[str], concurrency: int) -> float:
@@ -107,13 +111,27 @@ async def bare_client(url: str, model: str, prompts: list[str], concurrency: int
         return time.perf_counter() - started
 
 
+def p1_config(concurrency: int) -> RunConfig:
+    return load_config(None, {"retrieval.k": 0, "generation.response_workers": concurrency,
+                              "services.generator_in_flight": concurrency, "generation.demos_per_response": 2,
+                              "generation.response_max_tokens": 96})
+
+
+def p1_instruction_id(seed_id: str) -> str:
+    return f"bench:r1:{seed_id}"
+
+
 def p1(samples: int) -> None:
     """Response stage only (instructions given), so engine and bare client send the same requests."""
     rng = random.Random(0)
     items = rng.sample(SEEDS, samples)
-    prompts = [grounding.build_prompt(domain="biomedical", instruction=s.instruction, input_text=s.input,
-                                      demos=grounding.pick_demos(SEEDS, count=2, key=s.id), passages=[],
-                                      passage_max_words=45) for s in items]
+    # Exactly the prompts the engine builds: its demos are drawn with the instruction's id as the key.
+    config = p1_config(16)
+    prompts = [grounding.build_prompt(domain=config.run.domain, instruction=s.instruction, input_text=s.input,
+                                      demos=grounding.pick_demos(SEEDS, count=config.generation.demos_per_response,
+                                                                 key=p1_instruction_id(s.id)),
+                                      passages=[], passage_max_words=config.generation.passage_max_words)
+               for s in items]
     with embedded_generator() as (url, model):
         bare = asyncio.run(bare_client(url, model, prompts, 16))
         serial = asyncio.run(bare_client(url, model, prompts, 1))
@@ -126,14 +144,12 @@ async def engine_responses(url: str, model: str, items: list, concurrency: int) 
     """The engine's response stage on given instructions (reuse mode), k=0 like the bare client."""
     from selfspec.types import Instruction
 
-    config = load_config(None, {"retrieval.k": 0, "generation.response_workers": concurrency,
-                                "services.generator_in_flight": concurrency, "generation.demos_per_response": 2,
-                                "generation.response_max_tokens": 96})
+    config = p1_config(concurrency)
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(f"sqlite:///{tmp}/bench.db")
         store.create_run("bench", "bench", {})
         store.add_instructions("bench", 1, [
-            Instruction(id=f"bench:r1:{s.id}", run_id="bench", round=1, text=s.instruction, input=s.input)
+            Instruction(id=p1_instruction_id(s.id), run_id="bench", round=1, text=s.instruction, input=s.input)
             for s in items])
         generator = OpenAICompatGenerator([url], in_flight=concurrency)
         circuit = Circuit(name="g", probe=generator.health, on_pause=lambda r: None, on_resume=lambda: None,
