@@ -39,6 +39,16 @@ class Circuit:
 
     def record_success(self) -> None:
         self._first_failure = None
+        if self.paused:
+            # Another worker's call got through while the pausing one sleeps between probes: the service
+            # is back. Said here, since the round may reach its target (and cancel the prober) before
+            # the next probe.
+            self._resume()
+
+    def _resume(self) -> None:
+        self.paused = False
+        log.info("%s is back; resuming run", self.name)
+        self._on_resume()
 
     async def record_failure(self, err: BackendError) -> None:
         """Called after a call exhausted its retries. Returns when the caller should try again."""
@@ -61,7 +71,6 @@ class Circuit:
                 if time.monotonic() > deadline:
                     raise ServiceDown(f"still down after {self.max_pause_s:.0f}s: {err}", backend=self.name)
                 await asyncio.sleep(self.probe_interval_s)
-            self.paused = False
             self._first_failure = None
-            log.info("%s is back; resuming run", self.name)
-            self._on_resume()
+            if self.paused:  # unless a successful call already said so
+                self._resume()

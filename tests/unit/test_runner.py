@@ -13,6 +13,7 @@ from orchestrator.pipeline.filtering import InstructionFilter
 from orchestrator.runner import RoundRunner, RoundSpec
 from orchestrator.store import RunStore
 from selfspec.clients.openai_compat import OpenAICompatGenerator
+from selfspec.errors import BackendUnavailable
 from selfspec.seeds import load_seeds
 from selfspec.settings import RunConfig, load_config
 from selfspec.types import Document, RetrievedDoc
@@ -145,3 +146,29 @@ async def test_generator_down_too_long_fails_clearly(store: RunStore) -> None:
     with pytest.raises(ServiceDown, match="still down"):
         await runner.run()
     await gen.aclose()
+
+
+async def test_a_call_that_gets_through_resumes_a_paused_circuit_at_once() -> None:
+    """The round may reach its target between two probes of the pausing worker (which is then
+    cancelled): the first successful call must already record `running`, and only once."""
+    healthy = False
+    statuses: list[str] = []
+
+    async def probe() -> bool:
+        return healthy
+
+    paused = asyncio.Event()
+
+    def on_pause(reason: str) -> None:
+        statuses.append("paused")
+        paused.set()
+
+    circuit = Circuit(name="generator", probe=probe, on_pause=on_pause, on_resume=lambda: statuses.append("running"),
+                      pause_after_s=0.0, max_pause_s=5.0, probe_interval_s=0.05)
+    pausing = asyncio.create_task(circuit.record_failure(BackendUnavailable("down", backend="g")))
+    await asyncio.wait_for(paused.wait(), timeout=5)
+    healthy = True
+    circuit.record_success()  # another worker's call got through
+    assert statuses == ["paused", "running"] and not circuit.paused
+    await asyncio.wait_for(pausing, timeout=5)
+    assert statuses == ["paused", "running"]  # the prober does not say it twice
