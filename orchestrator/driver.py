@@ -64,6 +64,11 @@ def adapter_name(run_id: str, round: int) -> str:
     return validate_adapter_name(f"{run_id}-r{round}")
 
 
+def run_dir(config: RunConfig, run_id: str) -> Path:
+    """Where a run's files live: exported rounds, its evaluation, its worker's lock."""
+    return config.data_dir / "runs" / run_id
+
+
 def split_seeds(seeds: list[SeedTask], held_out: int) -> tuple[list[SeedTask], list[SeedTask]]:
     """Every len/held_out-th seed is kept aside for the before/after comparison, the rest prompt."""
     if held_out <= 0 or held_out >= len(seeds):
@@ -101,7 +106,7 @@ class RunDriver:
         return run_id
 
     def run_dir(self, run_id: str) -> Path:
-        return self.config.data_dir / "runs" / run_id
+        return run_dir(self.config, run_id)
 
     def _circuit(self, run_id: str) -> Circuit:
         async def probe() -> bool:

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -76,11 +76,12 @@ def existing_adapter(config: TrainConfig, dataset_sha256: str) -> AdapterRef | N
 def training_lock(config: TrainConfig, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """One trainer per output dir: a second process (CLI next to the service, say) fails after `wait_s`,
     which covers a trainer orphaned by a killed run (it exits within a second: parent watchdog)."""
-    try:
-        with exclusive_lock(config.work_dir / "lock", wait_s=wait_s, poll_s=0.5):
-            yield
-    except LockBusy as err:
-        raise AdapterConflict(f"another trainer is already writing {config.output_dir}") from err
+    with ExitStack() as held:
+        try:  # only taking the lock: a LockBusy from inside the training body is not this conflict
+            held.enter_context(exclusive_lock(config.work_dir / "lock", wait_s=wait_s, poll_s=0.5))
+        except LockBusy as err:
+            raise AdapterConflict(f"another trainer is already writing {config.output_dir}") from err
+        yield
 
 
 def fingerprint(config: TrainConfig, quantization: str) -> str:

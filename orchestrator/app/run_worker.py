@@ -29,7 +29,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from orchestrator.app.run_configs import stored_run_config
-from orchestrator.driver import RunDriver
+from orchestrator.driver import RunDriver, run_dir
 from orchestrator.services import LocalAdapterTrainer, Services, open_services
 from orchestrator.store import RunStore
 from selfspec.errors import SelfSpecError
@@ -57,7 +57,7 @@ def build_driver(config: RunConfig, services: Services, trainer: LocalAdapterTra
 
 
 def worker_lock_path(config: RunConfig, run_id: str) -> Path:
-    return config.data_dir / "runs" / run_id / "worker.lock"
+    return run_dir(config, run_id) / "worker.lock"
 
 
 def write_counters(services: Services) -> None:
