@@ -179,12 +179,14 @@ class GenerationEngine:
 
     # ---- public API (called from the event loop) ----
 
-    def tokenize_prompt(self, prompt: str) -> list[int]:
-        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    def tokenize_prompt(self, prompt: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Like vLLM: a completion prompt gets the tokenizer's special tokens (Gemma's <bos>, without
+        which a Gemma model degrades badly); a rendered chat template already carries them."""
+        return list(self.tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"])
 
     def tokenize_chat(self, messages: list[dict[str, str]]) -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenize_prompt(text)
+        return self.tokenize_prompt(text, add_special_tokens=False)
 
     def knows_model(self, name: str) -> bool:
         return name == self.served_name or name in self.adapters
