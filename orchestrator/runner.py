@@ -169,7 +169,7 @@ class RoundRunner:
                        first: int) -> None:
         """Filter and commit one prompt's candidates. No awaits: verdicts are decided serially."""
         spec = self.spec
-        candidates, failures = instructions.parse_candidates(text, first_number=first, truncated=truncated)
+        candidates, dropped = instructions.parse_candidates(text, first_number=first, truncated=truncated)
         rows: list[Instruction] = []
         base_id = f"{spec.run_id}:r{spec.round}:p{idx}"
         for position, candidate in enumerate(candidates):
@@ -182,11 +182,11 @@ class RoundRunner:
                 input=candidate.input, seed_ids=tuple(seed_ids), prompt_name=instructions.PROMPT_NAME,
                 verdict=verdict, reason=reason,
             ))
-        for failure in range(failures):
+        for failure, drop in enumerate(dropped):
             rows.append(Instruction(
-                id=f"{base_id}:x{failure}", run_id=spec.run_id, round=spec.round, text="", input="",
-                seed_ids=tuple(seed_ids), prompt_name=instructions.PROMPT_NAME, verdict="parse_failure",
-                reason="no 'Input:' line, empty, or cut off by the token limit",
+                id=f"{base_id}:x{failure}", run_id=spec.run_id, round=spec.round, text=drop.text, input=drop.input,
+                seed_ids=tuple(seed_ids), prompt_name=instructions.PROMPT_NAME, verdict=drop.verdict,
+                reason=drop.reason,
             ))
         if self.store.commit_prompt(spec.run_id, spec.round, idx, rows, tokens) == 0 and rows:
             return  # already committed by an earlier attempt: nothing counts twice

@@ -66,6 +66,7 @@ Verdict = Literal[
     "kept",
     "surplus",
     "parse_failure",
+    "list_debris",
     "too_short",
     "too_long",
     "blacklisted",
