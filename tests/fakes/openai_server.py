@@ -41,6 +41,9 @@ class FakeState:
     # worst case for the near-dup index). N > 0: N made-up words drawn Zipf-like in a frame of common
     # words, which is how real instruction sets look to the filter (rare words rarely shared).
     vocab_size: int = 0
+    # Judge reply mode: chat calls answer with these replies in turn (a judge endpoint rating samples).
+    judge_replies: tuple[str, ...] = ()
+    judge_calls: int = 0
 
 
 def _error(status: int, message: str, err_type: str) -> JSONResponse:
@@ -136,6 +139,9 @@ def create_fake_app(state: FakeState | None = None) -> FastAPI:
         if not known(body.get("model", "")):
             return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
         text = f"Chat answer from {body['model']}."
+        if state.judge_replies:
+            text = state.judge_replies[state.judge_calls % len(state.judge_replies)]
+            state.judge_calls += 1
         return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                 "model": body["model"], "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                                      "finish_reason": "stop"}],
