@@ -145,6 +145,10 @@ class EvalResult(_Frozen):
     ci_low: float | None = None
     ci_high: float | None = None
     details_path: str = ""
+    scoring: str = "generate"  # how answers were obtained: generate | choice | constrained (evaluation/README.md)
+    # Set on a paired difference: `value` is model minus baseline on the same items, its CI from the
+    # same bootstrap resamples of both.
+    baseline: str | None = None
 
 
 class StageStats(BaseModel):
@@ -163,6 +167,13 @@ class SamplingParams(_Frozen):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+
+class TokenLogprobs(_Frozen):
+    """Log-probabilities of a prompt's tokens as a completions API echoes them (first one None)."""
+
+    tokens: tuple[str, ...]
+    token_logprobs: tuple[float | None, ...]
 
 
 class Completion(_Frozen):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,9 @@ from selfspec.errors import (
     BackendResponseError,
     BackendTimeout,
     BackendUnavailable,
+    ParseError,
 )
-from selfspec.types import AdapterRef, Completion, SamplingParams
+from selfspec.types import AdapterRef, Completion, SamplingParams, TokenLogprobs
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,28 @@ class OpenAICompatGenerator:
         payload = (await self._request("POST", "/v1/chat/completions", body)).json()
         choice = payload["choices"][0]
         return _completion(choice["message"]["content"] or "", choice, payload, model)
+
+    async def prompt_logprobs(self, prompts: Sequence[str], *, model: str) -> list[TokenLogprobs]:
+        """Each prompt's token log-probabilities, all prompts in one request (`echo`, `logprobs: 1`,
+        `max_tokens: 0`: vLLM scores the prompts and generates nothing)."""
+        body = {"model": model, "prompt": list(prompts), "echo": True, "logprobs": 1, "max_tokens": 0,
+                "temperature": 0.0}
+        payload = (await self._request("POST", "/v1/completions", body)).json()
+        choices = sorted(payload["choices"], key=lambda c: c["index"])
+        if len(choices) != len(prompts) or any(not c.get("logprobs") for c in choices):
+            raise ParseError(f"expected log-probabilities for {len(prompts)} prompts, got {len(choices)} choices "
+                             "(does the server honour echo + logprobs?)")
+        return [TokenLogprobs(tokens=tuple(c["logprobs"]["tokens"]),
+                              token_logprobs=tuple(c["logprobs"]["token_logprobs"])) for c in choices]
+
+    async def choose(self, prompt: str, choices: Sequence[str], *, model: str, params: SamplingParams) -> Completion:
+        """Constrained decoding: the answer is one of `choices` (vLLM's `structured_outputs.choice`)."""
+        body = {"model": model, "prompt": prompt, **_sampling_fields(params),
+                "structured_outputs": {"choice": list(choices)}}
+        body.pop("stop", None)  # the constraint ends the answer; a stop string could only cut a choice short
+        payload = (await self._request("POST", "/v1/completions", body)).json()
+        choice = payload["choices"][0]
+        return _completion(choice["text"], choice, payload, model)
 
     async def list_models(self) -> list[str]:
         payload = (await self._request("GET", "/v1/models")).json()

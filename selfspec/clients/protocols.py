@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from selfspec.types import AdapterRef, Completion, Document, RetrievedDoc, SamplingParams
+from selfspec.types import AdapterRef, Completion, Document, RetrievedDoc, SamplingParams, TokenLogprobs
 
 
 @runtime_checkable
@@ -18,6 +19,16 @@ class Generator(Protocol):
     async def list_models(self) -> list[str]: ...
 
     async def health(self) -> bool: ...
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A generator that can also score: prompt log-probabilities (echo) and constrained choice."""
+
+    async def prompt_logprobs(self, prompts: Sequence[str], *, model: str) -> list[TokenLogprobs]: ...
+
+    async def choose(self, prompt: str, choices: Sequence[str], *, model: str,
+                     params: SamplingParams) -> Completion: ...
 
 
 @runtime_checkable

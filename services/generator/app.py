@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,15 +18,20 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from selfspec.errors import AdapterConflict, AdapterInvalid, AdapterNotFound, BackendOverloaded, SelfSpecError
 from services.generator.engine import GenerationEngine, GenerationParams, GenerationResult
 from services.generator.protocol import (
+    MAX_LOGPROBS,
     ChatCompletionRequest,
     CompletionRequest,
     LoadLoRAAdapterRequest,
     ModelCard,
     ModelList,
     UnloadLoRAAdapterRequest,
+    completion_logprobs,
     error_body,
+    prompt_logprobs_field,
     stop_list,
 )
+
+T = TypeVar("T")
 
 
 def _error(status: int, message: str, err_type: str, param: str | None = None) -> JSONResponse:
@@ -34,6 +40,28 @@ def _error(status: int, message: str, err_type: str, param: str | None = None) -
 
 def _unknown_model(name: str) -> JSONResponse:
     return _error(404, f"The model `{name}` does not exist.", "NotFoundError", "model")
+
+
+def _bad_request(message: str, param: str | None = None) -> JSONResponse:
+    return _error(400, message, "BadRequestError", param)
+
+
+def _completion_problem(body: CompletionRequest, prompt_ids: list[list[int]], max_model_len: int) -> JSONResponse | None:
+    """What vLLM would refuse (or what this server cannot do) about a completion request, as a 400."""
+    longest = max(len(ids) for ids in prompt_ids)
+    if longest > max_model_len:
+        return _bad_request(f"This model's maximum context length is {max_model_len} tokens. However, your "
+                            f"request has {longest} input tokens.", "prompt")
+    for name in ("logprobs", "prompt_logprobs"):
+        value = getattr(body, name)
+        if value is not None and value > MAX_LOGPROBS:
+            return _bad_request(f"Requested {name} of {value}, which is greater than max allowed: {MAX_LOGPROBS}",
+                                name)
+    if body.max_tokens == 0 and not body.echo:
+        return _bad_request("max_tokens: must be at least 1 unless echo is true", "max_tokens")
+    if body.stream and (body.echo or body.logprobs is not None or body.prompt_logprobs is not None):
+        return _bad_request("echo and logprobs are not supported with stream=true by the embedded server", "stream")
+    return None
 
 
 def _usage(results: list[GenerationResult]) -> dict[str, int]:
@@ -94,18 +122,37 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         if not engine.knows_model(body.model):
             return _unknown_model(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        if not prompts:
-            return _error(400, "prompt: must not be empty", "BadRequestError", "prompt")
-        params = GenerationParams(body.max_tokens, body.temperature, body.top_p, stop_list(body.stop), body.seed,
-                                  body.ignore_eos)
+        if not prompts or not all(prompts):
+            return _bad_request("prompt: must not be empty", "prompt")
         prompt_ids = [engine.tokenize_prompt(p) for p in prompts]
+        try:
+            constraint = body.choice_constraint()
+        except ValueError as err:
+            return _bad_request(str(err), "structured_outputs")
+        problem = _completion_problem(body, prompt_ids, engine.max_model_len)
+        if problem is None and constraint is not None and (body.echo or body.logprobs is not None or body.stream):
+            problem = _bad_request("a choice constraint cannot be combined with echo, logprobs or stream here",
+                                   "structured_outputs")
+        if problem is not None:
+            return problem
+        params = GenerationParams(max(body.max_tokens, 1), body.temperature, body.top_p, stop_list(body.stop),
+                                  body.seed, body.ignore_eos)
         if body.stream:
             return _stream(engine, body.model, prompt_ids, body.n, params, chat=False)
-        results = await _until_disconnected(request, _run_all(engine, body.model, prompt_ids, body.n, params))
-        choices = [
-            {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason, "stop_reason": None}
-            for i, r in enumerate(results)
-        ]
+        if constraint is not None:
+            work = _choose_all(engine, body.model, prompt_ids, constraint, body.n, params)
+        elif body.max_tokens == 0:
+            work = _nothing(prompt_ids, body.n)
+        else:
+            work = _run_all(engine, body.model, prompt_ids, body.n, params)
+        results = await _until_disconnected(request, work)
+        per_choice = await _until_disconnected(request, _logprobs_per_choice(engine, body, prompt_ids, results))
+        choices = []
+        for i, r in enumerate(results):
+            choice: dict[str, Any] = {"index": i, "text": prompts[i // body.n] + r.text if body.echo else r.text,
+                                      "logprobs": None, "finish_reason": r.finish_reason, "stop_reason": None}
+            choice.update(per_choice[i])
+            choices.append(choice)
         usage = {
             "prompt_tokens": sum(len(ids) for ids in prompt_ids),
             "completion_tokens": sum(r.completion_tokens for r in results),
@@ -123,10 +170,21 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         max_tokens = body.max_completion_tokens or body.max_tokens or 256
         params = GenerationParams(max_tokens, body.temperature, body.top_p, stop_list(body.stop), body.seed,
                                   body.ignore_eos)
+        if body.logprobs:
+            return _bad_request("logprobs are not supported by the embedded server's chat endpoint; use "
+                                "/v1/completions with echo and logprobs", "logprobs")
+        try:
+            constraint = body.choice_constraint()
+        except ValueError as err:
+            return _bad_request(str(err), "structured_outputs")
         prompt_ids = [engine.tokenize_chat([m.model_dump() for m in body.messages])]
         if body.stream:
+            if constraint is not None:
+                return _bad_request("a choice constraint cannot be combined with stream here", "stream")
             return _stream(engine, body.model, prompt_ids, body.n, params, chat=True)
-        results = await _until_disconnected(request, _run_all(engine, body.model, prompt_ids, body.n, params))
+        work = (_choose_all(engine, body.model, prompt_ids, constraint, body.n, params) if constraint is not None
+                else _run_all(engine, body.model, prompt_ids, body.n, params))
+        results = await _until_disconnected(request, work)
         choices = [
             {"index": i, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
              "finish_reason": r.finish_reason, "stop_reason": None}
@@ -155,7 +213,7 @@ def create_app(engine: GenerationEngine) -> FastAPI:
 DISCONNECT_POLL_S = 1.0
 
 
-async def _until_disconnected(request: Request, work: Awaitable[list[GenerationResult]]) -> list[GenerationResult]:
+async def _until_disconnected(request: Request, work: Awaitable[T]) -> T:
     """Await the generation, cancelling it when the client goes away (its rows stop being computed)."""
     task = asyncio.ensure_future(work)
     try:
@@ -178,6 +236,62 @@ async def _run_all(
 ) -> list[GenerationResult]:
     calls = [engine.generate(ids, model=model, params=params) for ids in prompt_ids for _ in range(n)]
     return list(await asyncio.gather(*calls))
+
+
+async def _nothing(prompt_ids: list[list[int]], n: int) -> list[GenerationResult]:
+    """echo with max_tokens=0: the prompt only (vLLM answers finish_reason "length")."""
+    return [GenerationResult("", "length", len(ids), 0) for ids in prompt_ids for _ in range(n)]
+
+
+async def _choose_all(engine: GenerationEngine, model: str, prompt_ids: list[list[int]], choices: list[str], n: int,
+                      params: GenerationParams) -> list[GenerationResult]:
+    """Constrained decoding to one of `choices`; the output is the choice, then end-of-sequence."""
+    choice_ids = [engine.tokenize_prompt(c, add_special_tokens=False) for c in choices]
+
+    async def one(ids: list[int], draw: int) -> GenerationResult:
+        seed = None if params.seed is None else params.seed + draw
+        index = await engine.choose(ids, choice_ids, model=model, temperature=params.temperature, seed=seed)
+        return GenerationResult(choices[index], "stop", len(ids), len(choice_ids[index]) + 1, choice_ids[index])
+
+    return list(await asyncio.gather(*(one(ids, draw) for ids in prompt_ids for draw in range(n))))
+
+
+async def _logprobs_per_choice(engine: GenerationEngine, body: CompletionRequest, prompt_ids: list[list[int]],
+                               results: list[GenerationResult]) -> list[dict[str, Any]]:
+    """`logprobs` (and vLLM's `prompt_logprobs`) of every choice, from one scoring call over all of them.
+
+    A choice's row is its prompt followed by its completion, so one forward pass gives both the
+    prompt's log-probabilities (echo) and the completion's; vLLM's values are those of the raw model
+    distribution (before temperature or top_p), which is what the scoring pass computes."""
+    want_prompt = body.prompt_logprobs is not None or (body.echo and body.logprobs is not None)
+    if body.logprobs is None and body.prompt_logprobs is None:
+        return [{} for _ in results]
+    generated = body.logprobs is not None and body.max_tokens > 0
+    rows = [prompt_ids[i // body.n] + (r.token_ids if generated else []) for i, r in enumerate(results)]
+    prompt_k = body.prompt_logprobs if body.prompt_logprobs is not None else (body.logprobs or 0)
+    top_k = max(prompt_k, body.logprobs or 0) if want_prompt else (body.logprobs or 0)
+    scored = await engine.prompt_logprobs(rows, model=body.model, top_k=top_k)
+    decode = functools.lru_cache(maxsize=None)(_token_text(engine))
+    out = []
+    for i, score in enumerate(scored):
+        cut = len(prompt_ids[i // body.n])
+        extra: dict[str, Any] = {}
+        if body.logprobs is not None:
+            start = 0 if body.echo else cut
+            extra["logprobs"] = completion_logprobs(score.token_ids[start:], score.logprobs[start:], score.top[start:],
+                                                    k=body.logprobs, decode=decode)
+        if body.prompt_logprobs is not None:
+            extra["prompt_logprobs"] = prompt_logprobs_field(
+                score.token_ids[:cut], score.logprobs[:cut], score.ranks[:cut], score.top[:cut],
+                k=body.prompt_logprobs, decode=decode)
+        out.append(extra)
+    return out
+
+
+def _token_text(engine: GenerationEngine) -> Callable[[int], str]:
+    def decode(token: int) -> str:
+        return str(engine.tokenizer.decode([token]))
+    return decode
 
 
 def _stream(

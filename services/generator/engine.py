@@ -5,6 +5,11 @@ groups compatible ones (same sampling parameters) into one batched, left-padded 
 Rows may use different adapters in the same batch (peft's `adapter_names`). Each row stops on its
 own `max_tokens` or stop strings. Adapter loads/unloads run on the same thread between batches, so
 they are serialised and never race a forward pass.
+
+Scoring jobs (prompt log-probabilities for `echo` + `logprobs`, constrained choice) are batched
+with each other, never with generation: one right-padded forward pass over all their rows, a row
+that is a prefix of another row of the same adapter computed once, and the output layer applied
+in chunks (scoring.py), so no [batch, seq, vocab] tensor is ever built.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +36,15 @@ from transformers import (
 
 from selfspec.adapters import validate_adapter_name, validate_adapter_path
 from selfspec.errors import AdapterConflict, AdapterNotFound, BackendOverloaded, SelfSpecError
+from services.generator import scoring
+from services.generator.scoring import Head, PromptLogprobs
 
 log = logging.getLogger(__name__)
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 BATCH_WINDOW_S = 0.01  # wait this long for more requests before starting a batch
+SCORE_MAX_ROWS = 64  # rows of one scoring forward pass (an item's options are several rows)
+SCORE_MAX_TOKENS = 8192  # rows x longest row of one scoring forward pass: bounds activation memory
 
 
 @dataclass
@@ -59,6 +68,7 @@ class GenerationResult:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    token_ids: list[int] = field(default_factory=list)  # the completion's tokens (up to a stop string)
 
 
 @dataclass
@@ -70,6 +80,17 @@ class _Job:
     future: asyncio.Future[GenerationResult]
     on_delta: Callable[[str], None] | None = None
     streamed: int = 0  # characters already streamed
+
+
+@dataclass
+class _ScoreJob:
+    """Rows scored in one forward pass; `work` turns their hidden states into the answer."""
+
+    rows: list[list[int]]
+    adapter: str | None
+    work: Callable[[torch.Tensor, Head], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
 
 
 @dataclass
@@ -170,7 +191,7 @@ class GenerationEngine:
         self.model: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
         self.adapters: dict[str, str] = {}  # name -> path
         self.created = int(time.time())
-        self._queue: queue.Queue[_Job | _AdminOp | None] = queue.Queue()
+        self._queue: queue.Queue[_Job | _ScoreJob | _AdminOp | None] = queue.Queue()
         self._pending = 0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._worker, name="generation-engine", daemon=True)
@@ -206,6 +227,45 @@ class GenerationEngine:
             self._pending += 1
         adapter = None if model == self.served_name else model
         job = _Job(prompt_ids, adapter, params, loop, loop.create_future(), on_delta)
+        self._queue.put(job)
+        try:
+            return await job.future
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    async def prompt_logprobs(self, prompts: list[list[int]], *, model: str, top_k: int) -> list[PromptLogprobs]:
+        """Log-probability, rank and top-k of every prompt token after the first, as vLLM's
+        `prompt_logprobs`; the prompts of one call are scored in one forward pass."""
+        def work(hidden: torch.Tensor, head: Head) -> list[PromptLogprobs]:
+            return scoring.prompt_logprobs(prompts, hidden, head, top_k=top_k)
+
+        result: list[PromptLogprobs] = await self._submit_scoring(prompts, model, work)
+        return result
+
+    async def choose(self, prompt: list[int], choices: list[list[int]], *, model: str, temperature: float = 0.0,
+                     seed: int | None = None) -> int:
+        """Index of the choice constrained decoding produces after `prompt` (vLLM's `structured_outputs.
+        choice`): greedy over the trie of the choices' tokens at temperature 0, else sampled."""
+        eos_id = min(self._eos_ids()) if self._eos_ids() else 0
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+        def work(hidden: torch.Tensor, head: Head) -> int:
+            return scoring.choose_greedy(len(prompt), choices, hidden, head, eos_id=eos_id, temperature=temperature,
+                                 generator=generator)
+
+        result: int = await self._submit_scoring([prompt + c for c in choices], model, work)
+        return result
+
+    async def _submit_scoring(self, rows: list[list[int]], model: str,
+                              work: Callable[[torch.Tensor, Head], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._pending >= self.max_queue:
+                raise BackendOverloaded(429, f"generation queue is full ({self.max_queue} requests)")
+            self._pending += 1
+        adapter = None if model == self.served_name else model
+        job = _ScoreJob(rows, adapter, work, loop, loop.create_future())
         self._queue.put(job)
         try:
             return await job.future
@@ -276,7 +336,7 @@ class GenerationEngine:
         log.info("adapter %s unloaded", name)
 
     def _worker(self) -> None:
-        carry: list[_Job] = []
+        carry: list[_Job | _ScoreJob] = []
         while True:
             first = carry.pop(0) if carry else self._queue.get()
             if first is None:
@@ -284,7 +344,8 @@ class GenerationEngine:
             if isinstance(first, _AdminOp):
                 self._run_admin(first)
                 continue
-            batch, rest = [first], []
+            batch: list[_Job | _ScoreJob] = [first]
+            rest: list[_Job | _ScoreJob] = []
             deadline = time.monotonic() + BATCH_WINDOW_S
             for job in carry:
                 (batch if self._compatible(batch, job) else rest).append(job)
@@ -306,8 +367,14 @@ class GenerationEngine:
             if batch:
                 self._run_batch(batch)
 
-    def _compatible(self, batch: list[_Job], job: _Job) -> bool:
-        return len(batch) < self.max_batch and job.params.batch_key() == batch[0].params.batch_key()
+    def _compatible(self, batch: list[_Job | _ScoreJob], job: _Job | _ScoreJob) -> bool:
+        first = batch[0]
+        if isinstance(first, _ScoreJob) and isinstance(job, _ScoreJob):
+            rows = [row for other in (*batch, job) for row in other.rows]  # type: ignore[union-attr]
+            return len(rows) <= SCORE_MAX_ROWS and len(rows) * max(map(len, rows)) <= SCORE_MAX_TOKENS
+        if isinstance(first, _Job) and isinstance(job, _Job):
+            return len(batch) < self.max_batch and job.params.batch_key() == first.params.batch_key()
+        return False
 
     def _run_admin(self, op: _AdminOp) -> None:
         try:
@@ -317,7 +384,7 @@ class GenerationEngine:
         else:
             op.loop.call_soon_threadsafe(_set_result, op.future, result)
 
-    def _run_batch(self, batch: list[_Job]) -> None:
+    def _run_batch(self, batch: list[_Job | _ScoreJob]) -> None:
         live = [job for job in batch if not job.future.cancelled()]
         for job in live:
             if job.adapter is not None and job.adapter not in self.adapters:
@@ -329,7 +396,10 @@ class GenerationEngine:
         if not live:
             return
         try:
-            results = self._generate(live)
+            if isinstance(live[0], _ScoreJob):
+                results: list[Any] = self._score(live)  # type: ignore[arg-type]
+            else:
+                results = self._generate(live)  # type: ignore[arg-type]
         except Exception as err:  # boundary: fail this batch's requests, keep serving
             log.exception("batch of %d failed", len(live))
             wrapped = err if isinstance(err, SelfSpecError) else SelfSpecError(f"generation failed: {err}")
@@ -385,11 +455,74 @@ class GenerationEngine:
             text, stopped = _cut_at_stop(text, job.params.stop)
             if stopped:
                 finish = "stop"
+                new_ids = self._through_stop(new_ids, job.params.stop)
             if job.on_delta is not None and len(text) > job.streamed:
                 job.loop.call_soon_threadsafe(job.on_delta, text[job.streamed :])
                 job.streamed = len(text)
-            results.append(GenerationResult(text, finish, len(job.prompt_ids), len(new_ids)))
+            results.append(GenerationResult(text, finish, len(job.prompt_ids), len(new_ids), new_ids))
         return results
+
+    def _through_stop(self, ids: list[int], stops: tuple[str, ...]) -> list[int]:
+        """The tokens up to and including the one that completed a stop string (as vLLM counts them)."""
+        for end in range(1, len(ids) + 1):
+            if _cut_at_stop(str(self.tokenizer.decode(ids[:end], skip_special_tokens=True)), stops)[1]:
+                return ids[:end]
+        return ids
+
+    @torch.inference_mode()
+    def _score(self, jobs: list[_ScoreJob]) -> list[Any]:
+        rows = [(job.adapter, row) for job in jobs for row in job.rows]
+        # A row that is a prefix of a longer row of the same adapter (an eval item's bare prompt next to
+        # prompt + option) reads that row's hidden states: causal attention makes them identical.
+        computed: list[int] = []
+        source = [0] * len(rows)
+        for i in sorted(range(len(rows)), key=lambda i: -len(rows[i][1])):
+            adapter, ids = rows[i]
+            for slot, c in enumerate(computed):
+                if rows[c][0] == adapter and rows[c][1][: len(ids)] == ids:
+                    source[i] = slot
+                    break
+            else:
+                source[i] = len(computed)
+                computed.append(i)
+        hidden = self._hidden_states([rows[c] for c in computed])
+        head = scoring.output_head(self._base_model(), scoring.final_softcap(self.model.config))
+        results, cursor = [], 0
+        for job in jobs:
+            index = torch.tensor(source[cursor : cursor + len(job.rows)])
+            cursor += len(job.rows)
+            results.append(job.work(hidden[index], head))
+        return results
+
+    def _base_model(self) -> Any:
+        from peft import PeftModel
+
+        return self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+
+    def _hidden_states(self, rows: list[tuple[str | None, list[int]]]) -> torch.Tensor:
+        """Last hidden states [rows, longest, d] of right-padded rows (positions count from 0 in every
+        row, as when each is run alone); the output layer runs on one position per row only."""
+        longest = max(len(ids) for _, ids in rows)
+        input_ids = torch.full((len(rows), longest), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), longest), dtype=torch.long)
+        for row, (_, ids) in enumerate(rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention[row, : len(ids)] = 1
+        captured: list[torch.Tensor] = []
+
+        def keep(module: Any, args: Any, output: Any) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention, "logits_to_keep": 1,
+                                  "use_cache": False}
+        if self.adapters:
+            kwargs["adapter_names"] = [adapter or BASE_ADAPTER for adapter, _ in rows]
+        handle = self._base_model().get_decoder().register_forward_hook(keep)
+        try:
+            self.model(**kwargs)
+        finally:
+            handle.remove()
+        return captured[-1]
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id

@@ -229,3 +229,168 @@ def test_unsafe_adapter_names_and_paths_are_refused(client: httpx.Client, target
         assert response.status_code == 400, body
     names = [m["id"] for m in client.get("/v1/models").json()["data"]]
     assert not {"../x", "a/b", "outside", "dotdot"} & set(names)
+
+
+# ---- prompt log-probabilities (echo + logprobs) and constrained choice ----
+
+LOGPROB_TOLERANCE = 2e-3  # fp32 on both sides; batching and kernels differ in the last digits
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir: Path) -> Reference:
+    return Reference(tiny_model_dir)
+
+
+class Reference:
+    """The same model run directly with transformers: what the servers' numbers must equal."""
+
+    def __init__(self, model_dir: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.model_dir = model_dir
+
+    def ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"])
+
+    def logprobs(self, ids: list[int], adapter: Path | None = None) -> list[list[float]]:
+        """log_softmax rows of `model(ids).logits`: row t is the distribution of token t + 1."""
+        model = self.model
+        if adapter is not None:
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM
+
+            base = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.torch.float32)
+            model = PeftModel.from_pretrained(base, str(adapter)).eval()
+        with self.torch.no_grad():
+            logits = model(self.torch.tensor([ids])).logits[0]
+        return logits.log_softmax(dim=-1).tolist()  # type: ignore[no-any-return]
+
+
+def _echo(client: httpx.Client, model: str, prompt: str | list[str], **extra: object) -> httpx.Response:
+    body = {"model": model, "prompt": prompt, "echo": True, "logprobs": 2, "max_tokens": 0, "temperature": 0, **extra}
+    return client.post("/v1/completions", json=body)
+
+
+def test_echo_logprobs_have_vllms_shape_and_the_models_values(
+        client: httpx.Client, target: Target, reference: Reference) -> None:
+    prompts = [PROMPT, PROMPT + " red, yellow and blue."]
+    response = _echo(client, target.model, prompts)
+    assert response.status_code == 200, response.text
+    choices = sorted(response.json()["choices"], key=lambda c: c["index"])
+    assert len(choices) == 2
+    for prompt, choice in zip(prompts, choices, strict=True):
+        assert choice["text"] == prompt
+        block = choice["logprobs"]
+        assert set(block) == {"text_offset", "token_logprobs", "tokens", "top_logprobs"}
+        ids = reference.ids(prompt)
+        assert len(block["tokens"]) == len(block["token_logprobs"]) == len(block["top_logprobs"]) == len(ids)
+        assert block["tokens"] == [reference.tokenizer.decode([i]) for i in ids]
+        assert block["token_logprobs"][0] is None and block["top_logprobs"][0] is None
+        offsets = [0]
+        for token in block["tokens"][:-1]:
+            offsets.append(offsets[-1] + len(token))
+        assert block["text_offset"] == offsets
+        rows = reference.logprobs(ids)
+        for t in range(1, len(ids)):
+            assert block["token_logprobs"][t] == pytest.approx(rows[t - 1][ids[t]], abs=LOGPROB_TOLERANCE)
+            top = block["top_logprobs"][t]
+            # The token itself, then the top 2 (fewer when the token is one of them).
+            assert block["tokens"][t] in top and 2 <= len(top) <= 3
+            best = max(range(len(rows[t - 1])), key=rows[t - 1].__getitem__)
+            assert top[reference.tokenizer.decode([best])] == pytest.approx(rows[t - 1][best], abs=LOGPROB_TOLERANCE)
+    # A prompt's log-probabilities do not depend on what it was batched with.
+    alone = _echo(client, target.model, prompts[0]).json()["choices"][0]["logprobs"]["token_logprobs"]
+    assert alone[1:] == pytest.approx(choices[0]["logprobs"]["token_logprobs"][1:], abs=LOGPROB_TOLERANCE)
+
+
+def test_echo_with_generation_and_completion_logprobs(client: httpx.Client, target: Target) -> None:
+    echoed = _echo(client, target.model, PROMPT, max_tokens=4, logprobs=1)
+    assert echoed.status_code == 200, echoed.text
+    body = echoed.json()
+    choice = body["choices"][0]
+    prompt_tokens = body["usage"]["prompt_tokens"]
+    assert choice["text"].startswith(PROMPT)
+    assert len(choice["logprobs"]["tokens"]) == prompt_tokens + body["usage"]["completion_tokens"]
+    greedy = choice["logprobs"]["token_logprobs"][prompt_tokens:]
+    # Greedy tokens are the most likely ones: each equals the best value of its top list.
+    for value, top in zip(greedy, choice["logprobs"]["top_logprobs"][prompt_tokens:], strict=True):
+        assert value == pytest.approx(max(top.values()), abs=LOGPROB_TOLERANCE)
+
+    plain = _complete(client, target.model, max_tokens=4, logprobs=1).json()["choices"][0]
+    assert choice["text"] == PROMPT + plain["text"]
+    assert plain["logprobs"]["token_logprobs"] == pytest.approx(greedy, abs=LOGPROB_TOLERANCE)
+    assert plain["logprobs"]["text_offset"][0] == 0
+
+
+def test_prompt_logprobs_extra_parameter(client: httpx.Client, target: Target, reference: Reference) -> None:
+    response = _complete(client, target.model, max_tokens=1, prompt_logprobs=1)
+    assert response.status_code == 200, response.text
+    entries = response.json()["choices"][0]["prompt_logprobs"]
+    ids = reference.ids(PROMPT)
+    assert len(entries) == len(ids) and entries[0] is None
+    rows = reference.logprobs(ids)
+    for t in range(1, len(ids)):
+        own = entries[t][str(ids[t])]
+        assert set(own) == {"logprob", "rank", "decoded_token"}
+        assert own["logprob"] == pytest.approx(rows[t - 1][ids[t]], abs=LOGPROB_TOLERANCE)
+        assert own["rank"] == 1 + sum(v > rows[t - 1][ids[t]] for v in rows[t - 1])
+
+
+def test_echo_logprobs_follow_the_adapter(client: httpx.Client, target: Target, reference: Reference) -> None:
+    name = "contract-a0"
+    client.post("/v1/unload_lora_adapter", json={"lora_name": name})
+    assert client.post("/v1/load_lora_adapter", json={
+        "lora_name": name, "lora_path": str(target.adapters_dir / name)}).status_code == 200
+    try:
+        adapted = _echo(client, name, PROMPT).json()["choices"][0]["logprobs"]["token_logprobs"]
+        base = _echo(client, target.model, PROMPT).json()["choices"][0]["logprobs"]["token_logprobs"]
+    finally:
+        client.post("/v1/unload_lora_adapter", json={"lora_name": name})
+    ids = reference.ids(PROMPT)
+    rows = reference.logprobs(ids, adapter=target.adapters_dir / name)
+    assert adapted[1:] == pytest.approx([rows[t - 1][ids[t]] for t in range(1, len(ids))], abs=LOGPROB_TOLERANCE)
+    assert adapted[1:] != pytest.approx(base[1:], abs=LOGPROB_TOLERANCE)
+
+
+CHOICES = [" red", " blue", " yellow", " green and purple"]
+
+
+def test_structured_choice_always_answers_one_of_the_choices(
+        client: httpx.Client, target: Target, reference: Reference) -> None:
+    prompts = [PROMPT, "My favourite colour is", "The sky on a clear day is", "Grass is"]
+    for prompt in prompts:
+        response = _complete(client, target.model, prompt=prompt, max_tokens=8,
+                             structured_outputs={"choice": CHOICES})
+        assert response.status_code == 200, response.text
+        text = response.json()["choices"][0]["text"]
+        assert text in CHOICES
+        # The choices start with different tokens, so greedy decoding picks the likeliest first token.
+        ids = reference.ids(prompt)
+        first = reference.logprobs(ids)[-1]
+        expected = max(CHOICES, key=lambda c: first[reference.tokenizer(c, add_special_tokens=False)["input_ids"][0]])
+        assert text == expected
+    sampled = _complete(client, target.model, max_tokens=8, temperature=1.0, n=6, seed=3,
+                        structured_outputs={"choice": ["yes", "no", "no way"]})
+    assert sampled.status_code == 200, sampled.text
+    assert all(c["text"] in ("yes", "no", "no way") for c in sampled.json()["choices"])
+
+
+def test_legacy_guided_choice(client: httpx.Client, target: Target) -> None:
+    if target.kind != "embedded":
+        pytest.skip("vLLM >= 0.12 removed guided_choice (older servers honour it)")
+    response = _complete(client, target.model, max_tokens=8, guided_choice=CHOICES)
+    assert response.status_code == 200 and response.json()["choices"][0]["text"] in CHOICES
+
+
+def test_scoring_requests_it_cannot_honour_are_400(client: httpx.Client, target: Target) -> None:
+    assert _echo(client, target.model, PROMPT, logprobs=10_000).status_code == 400
+    assert _complete(client, target.model, max_tokens=0).status_code == 400  # nothing to do without echo
+    if target.kind == "embedded":
+        unsupported = _complete(client, target.model, structured_outputs={"regex": "[a-z]+"})
+        assert unsupported.status_code == 400 and "regex" in unsupported.json()["error"]["message"]
+        streamed = _complete(client, target.model, logprobs=1, stream=True)
+        assert streamed.status_code == 400
