@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformers import PrinterCallback, Trainer, TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 from trl import SFTTrainer
 
 from selfspec.errors import AdapterNotFound, SelfSpecError
@@ -108,19 +108,42 @@ class ProgressCallback(TrainerCallback):
                                    tokens_seen=int(state.num_input_tokens_seen or 0), loss=loss)
 
 
-class FullLogitsSFTTrainer(SFTTrainer):
-    """SFTTrainer computing the loss with the model's own head (full logits) instead of TRL's fused LM head.
+class CompletionLogitsSFTTrainer(SFTTrainer):
+    """SFTTrainer that runs the output layer only where the loss is taken (CPU).
 
-    Off CUDA, TRL's fused head scores every position in tiles, adds entropy/accuracy and recomputes the
-    projection in backward: ~25% slower than plain `Trainer` on the tiny model on CPU (bench/bench_training.py).
-    The loss is the same: token mean over completion tokens, normalised across gradient accumulation.
-    Only the entropy / token-accuracy log metrics are lost. On CUDA the fused head (memory) is kept.
+    The loss is over completion tokens only (the prompt is masked), yet a plain forward computes logits
+    for every position: with Gemma 3's 262k-token vocabulary that projection (forward and backward) is
+    most of a CPU training step. Here the model computes logits for the positions from the batch's first
+    completion token on (`logits_to_keep`), and the loss is taken from those: the same token-mean over
+    completion tokens, normalised across gradient accumulation like the model's own loss
+    (tests/integration/test_trainer_cpu.py checks the two agree). TRL's fused head is skipped as well:
+    off CUDA it scored every position in tiles, adding entropy/accuracy metrics (lost here) and
+    recomputing the projection in backward. On CUDA the fused head (memory) is kept.
     """
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
-                                    num_items_in_batch=num_items_in_batch)
+        return completion_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+
+def completion_loss(model: Any, inputs: dict[str, Any], *, return_outputs: bool = False,
+                    num_items_in_batch: Any = None) -> Any:
+    """Causal-LM loss over the labelled positions, with logits only from the first labelled one on."""
+    import torch.nn.functional as F  # noqa: N812
+
+    labels = inputs["labels"]
+    targets = labels[:, 1:]  # position t predicts token t + 1
+    scored = (targets != -100).any(dim=0).nonzero()
+    first = int(scored[0]) if len(scored) else targets.shape[1] - 1
+    keep = labels.shape[1] - first  # positions first .. T-1
+    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=keep)
+    logits = outputs.logits[:, :-1]  # positions first .. T-2, whose targets exist
+    wanted = targets[:, first:]
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), wanted.reshape(-1), ignore_index=-100,
+                           reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (wanted != -100).sum()
+    loss = loss / count
+    return (loss, outputs) if return_outputs else loss
 
 
 def load_model(base_path: Path, config: TrainConfig, *, cuda: bool) -> PreTrainedModel:
@@ -226,7 +249,7 @@ def _train(config: TrainConfig, *, records: list[SFTRecord], sha: str, started: 
     work = WorkState(config, dataset_sha256=sha, quantization=quantization)
     resume = work.prepare()
     callback = ProgressCallback(progress_callback, on_save=lambda s: work.save(work.prior_elapsed_s + s))
-    trainer_class = SFTTrainer if cuda else FullLogitsSFTTrainer
+    trainer_class = SFTTrainer if cuda else CompletionLogitsSFTTrainer
     trainer = trainer_class(
         model=model,
         args=config.to_sft_config(cuda=cuda),

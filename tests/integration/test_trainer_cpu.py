@@ -195,3 +195,34 @@ def test_trainer_cpu_nf4_trains_one_step(workspace: Path, tiny_model_dir: Path) 
     assert (ref.steps, ref.quantization) == (1, "nf4")
     assert ref.final_loss is not None
     assert (config.output_dir / "adapter_model.safetensors").is_file()
+
+
+def test_completion_loss_equals_the_models_own_loss(tiny_model_dir: Path) -> None:
+    """Logits only from the first completion token on give the full-logits loss (and its gradient)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.train import completion_loss
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    rows = [(render_prompt("Name organ 1."), " Liver."), (render_prompt("List two drugs.", "Longer input here."),
+                                                          " Aspirin; ibuprofen.")]
+    ids, labels = [], []
+    for prompt, completion in rows:
+        p, c = tokenizer(prompt)["input_ids"], tokenizer(completion + tokenizer.eos_token)["input_ids"]
+        ids.append(p + c)
+        labels.append([-100] * len(p) + c)
+    width = max(len(i) for i in ids)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    inputs = {
+        "input_ids": torch.tensor([i + [pad] * (width - len(i)) for i in ids]),
+        "attention_mask": torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids]),
+        "labels": torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
+    }
+    expected = model(**inputs).loss
+    got = completion_loss(model, inputs)
+    assert torch.allclose(got, expected, atol=1e-5)
+    items = int((inputs["labels"][:, 1:] != -100).sum())
+    # With gradient accumulation the trainer passes the token count of the whole accumulated batch.
+    assert torch.allclose(completion_loss(model, inputs, num_items_in_batch=2 * items), expected / 2, atol=1e-5)
