@@ -24,7 +24,7 @@ from orchestrator.pipeline.records import export_round
 from orchestrator.runner import ProgressSink, RoundResult, RoundRunner, RoundSpec
 from orchestrator.store import RunStore
 from selfspec.adapters import validate_adapter_name
-from selfspec.clients.protocols import Retriever
+from selfspec.clients.protocols import Generator, Retriever
 from selfspec.errors import AdapterConflict, AdapterError, ConfigError, SelfSpecError
 from selfspec.settings import RunConfig
 from selfspec.types import AdapterRef, SamplingParams, SeedTask
@@ -90,8 +90,9 @@ class RunDriver:
         seeds: list[SeedTask],
         progress: ProgressSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        judge: Generator | None = None,
     ) -> None:
-        self.config, self.store, self.generator = config, store, generator
+        self.config, self.store, self.generator, self.judge = config, store, generator, judge
         self.retriever, self.trainer, self.progress = retriever, trainer, progress
         if 0 < config.run.seeds_limit < len(seeds):
             # A seeded subset, not the first N: seed files are grouped by task type.
@@ -196,12 +197,13 @@ class RunDriver:
             runner = RoundRunner(
                 spec, config=cfg, store=self.store, generator=self.generator, retriever=self.retriever,
                 seeds=self.prompt_seeds, instruction_filter=instruction_filter, circuit=circuit,
-                progress=self.progress,
+                progress=self.progress, judge=self.judge,
             )
             summary.rounds[rnd] = await runner.run()
             summary.phase_seconds[f"round{rnd}:synthesis"] = self._clock() - started
             self.store.add_event(run_id, "round_done", {"round": rnd, "ok": summary.rounds[rnd].ok,
-                                                        "verdicts": summary.rounds[rnd].verdicts})
+                                                        "verdicts": summary.rounds[rnd].verdicts,
+                                                        "gates": summary.rounds[rnd].gates})
 
             self.store.set_status(run_id, "running", phase=f"round{rnd}:export", round=rnd)
             paths = export_round(self.store.iter_samples(run_id, rnd), self.run_dir(run_id) / f"round{rnd}")

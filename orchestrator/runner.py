@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 from orchestrator.circuit import Circuit
-from orchestrator.pipeline import grounding, instructions
+from orchestrator.pipeline import gates, grounding, instructions, judging
 from orchestrator.pipeline.filtering import InstructionFilter
 from orchestrator.store import RunStore
 from selfspec.clients.protocols import Generator, Retriever
@@ -63,6 +63,7 @@ class RoundResult:
     prompts: int
     wall_s: float
     verdicts: dict[str, int] = field(default_factory=dict)
+    gates: dict[str, int] = field(default_factory=dict)  # gated responses (and judge notes) by gate
 
 
 class RoundRunner:
@@ -78,8 +79,10 @@ class RoundRunner:
         instruction_filter: InstructionFilter,
         circuit: Circuit,
         progress: ProgressSink | None = None,
+        judge: Generator | None = None,
     ) -> None:
         self.spec, self.config, self.store = spec, config, store
+        self.judge = judge if config.gates.judge_url else None
         self.generator, self.retriever, self.seeds = generator, retriever, seeds
         self.filter, self.circuit = instruction_filter, circuit
         self.progress = progress or NullProgress()
@@ -93,7 +96,8 @@ class RoundRunner:
     # ---- bookkeeping ----
 
     def need(self) -> int:
-        """How many more kept instructions this round needs to reach its target."""
+        """How many more kept instructions this round needs to reach its target (a failed or gated
+        response does not count: its instruction is replaced by a new one)."""
         return self.spec.target - (self.kept - self.failed)
 
     def _restore(self) -> None:
@@ -104,7 +108,8 @@ class RoundRunner:
             self.filter.remember(item.text, item.input)
         sampled = self.store.sampled_instruction_ids(spec.run_id, spec.round)
         counts = self.store.sample_counts(spec.run_id, spec.round)
-        self.ok, self.failed, self.kept = counts.get("ok", 0), counts.get("failed", 0), len(kept)
+        self.ok, self.kept = counts.get("ok", 0), len(kept)
+        self.failed = sum(n for status, n in counts.items() if status != "ok")  # failed or gated
         for item in kept:
             if item.id not in sampled:
                 self._queue.put_nowait(item)
@@ -221,22 +226,44 @@ class RoundRunner:
             completion = await self._call(functools.partial(
                 self.generator.complete, prompt, model=spec.response_model, params=params))
             response = grounding.clean_response(completion.text)
+            # Cut off by the token limit, unless the text had already reached a stop marker.
+            truncated = completion.finish_reason == "length" and response == completion.text.strip()
+            verdict = gates.check_response(
+                response, instruction=item.text, input_text=item.input, truncated=truncated, config=self.config.gates,
+                passages=[grounding.clip_words(d.text, gen.passage_max_words) for d in docs],
+            )
+            if verdict.ok and self.judge is not None:
+                verdict = await self._judge(item, response)
             sample = Sample(
                 id=f"{item.id}:s", run_id=spec.run_id, round=spec.round, instruction_id=item.id,
                 instruction=item.text, input=item.input, response=response,
                 retrieved=tuple(DocRef(doc_id=d.id, score=d.score) for d in docs), model=spec.response_model,
                 prompt_name=grounding.PROMPT_NAME, prompt_hash=template_hash(grounding.PROMPT_NAME),
             )
-            status = "ok" if response else "failed"
-            if self.store.commit_sample(sample, status=status, error="" if response else "empty response"):
-                if status == "ok":
+            if self.ok >= spec.target:
+                # Reuse mode queues spare instructions; one answered after the target is left unsampled.
+                self.finished = True
+                await self._notify()
+                continue
+            if self.store.commit_sample(sample, status=verdict.status, error=verdict.reason):
+                if verdict.ok:
                     self.ok += 1
                 else:
-                    self.failed += 1
+                    self.failed += 1  # gated: need() grows, so a fresh instruction replaces this one
+                    log.debug("sample %s gated (%s): %s", sample.id, verdict.status, verdict.reason)
             if self.ok >= spec.target:
                 self.finished = True
             self._report()
             await self._notify()
+
+    async def _judge(self, item: Instruction, response: str) -> gates.GateVerdict:
+        assert self.judge is not None
+        try:
+            return await judging.judge_sample(
+                self.judge, config=self.config.gates, domain=self.config.run.domain, instruction=item.text,
+                input_text=item.input, response=response)
+        except TRANSIENT as err:
+            raise StageError("judge", item.id, f"judge endpoint unavailable: {err}") from err
 
     # ---- the round ----
 
@@ -244,7 +271,8 @@ class RoundRunner:
         """'reuse' mode: this round answers an earlier round's kept instructions again (idempotent)."""
         spec = self.spec
         source_run, source_round = spec.reuse_source or (spec.run_id, spec.round - 1)
-        previous = self.store.instructions(source_run, source_round, verdict="kept")[: spec.target]
+        # All of them, not the first `target`: those whose answer is gated are replaced by the next ones.
+        previous = self.store.instructions(source_run, source_round, verdict="kept")
         copies = [
             Instruction(id=f"{spec.run_id}:r{spec.round}:reuse:{i}", run_id=spec.run_id, round=spec.round,
                         text=p.text, input=p.input, seed_ids=p.seed_ids, prompt_name="reuse", verdict="kept",
@@ -271,7 +299,8 @@ class RoundRunner:
             if not self.finished:
                 await self._run_until_finished(workers)
         verdicts = self.store.verdict_counts(self.spec.run_id, self.spec.round)
-        return RoundResult(self.ok, self.failed, self.kept, self.prompts, time.monotonic() - started, verdicts)
+        gated = self.store.gate_counts(self.spec.run_id, self.spec.round)
+        return RoundResult(self.ok, self.failed, self.kept, self.prompts, time.monotonic() - started, verdicts, gated)
 
     async def _run_until_finished(self, workers: list[Callable[[], Awaitable[None]]]) -> None:
         tasks = [asyncio.create_task(w(), name=f"{w.__name__}-{i}") for i, w in enumerate(workers)]

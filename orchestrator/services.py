@@ -31,6 +31,7 @@ class Services:
     generator: OpenAICompatGenerator
     retriever: Retriever | None
     trainer: LocalAdapterTrainer
+    judge: OpenAICompatGenerator | None = None  # the [gates] judge endpoint, when one is configured
 
 
 class LocalAdapterTrainer:
@@ -144,6 +145,18 @@ def generator_client(config: RunConfig, urls: list[str]) -> OpenAICompatGenerato
     )
 
 
+def judge_client(config: RunConfig) -> OpenAICompatGenerator | None:
+    """The judge endpoint of `[gates]` (any OpenAI-compatible server), or None when no judge is set."""
+    gates, services = config.gates, config.services
+    if not gates.judge_url:
+        return None
+    return OpenAICompatGenerator(
+        [gates.judge_url], timeout_s=services.timeout_s, connect_timeout_s=services.connect_timeout_s,
+        retries=services.retries, backoff_s=services.backoff_s, in_flight=services.generator_in_flight,
+        api_key=gates.judge_api_key or None,
+    )
+
+
 @asynccontextmanager
 async def open_services(config: RunConfig, *, generator_urls: list[str] | None = None) -> AsyncIterator[Services]:
     """Everything a run needs. With `generator_urls` (a run worker of the API), the generator and the
@@ -159,4 +172,7 @@ async def open_services(config: RunConfig, *, generator_urls: list[str] | None =
             retriever, urls = await connect_retriever(config, stack), generator_urls
         generator = generator_client(config, urls)
         stack.push_async_callback(generator.aclose)
-        yield Services(store, generator, retriever, LocalAdapterTrainer(config))
+        judge = judge_client(config)
+        if judge is not None:
+            stack.push_async_callback(judge.aclose)
+        yield Services(store, generator, retriever, LocalAdapterTrainer(config), judge)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.driver import RunDriver, RunSummary
+from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
 from orchestrator.services import Services, open_services
 from selfspec.progress import RichProgress
 from selfspec.prompts import render
@@ -27,7 +28,8 @@ async def execute_run(config: RunConfig, *, resume: str | None, console: Console
     async with open_services(config) as services:
         console.print(f"services up in {time.monotonic() - started:.1f}s: generator {services.generator.urls}")
         driver = RunDriver(config=config, store=services.store, generator=services.generator,
-                           retriever=services.retriever, trainer=services.trainer, seeds=seeds)
+                           retriever=services.retriever, trainer=services.trainer, seeds=seeds,
+                           judge=services.judge)
         run_id = resume or driver.create()
         console.print(f"run [bold]{run_id}[/] ({'resumed' if resume else 'new'}); store: {config.database_url}")
         with RichProgress(console) as progress:
@@ -44,12 +46,15 @@ async def execute_run(config: RunConfig, *, resume: str | None, console: Console
 
 def print_summary(console: Console, services: Services, summary: RunSummary) -> None:
     table = Table(title=f"run {summary.run_id}")
-    for column in ("round", "samples ok", "failed", "prompts", "kept", "dropped (reason: n)", "adapter"):
+    for column in ("round", "samples ok", "failed", "prompts", "kept", "dropped (reason: n)",
+                   "responses gated (gate: n)", "adapter"):
         table.add_column(column)
     for rnd, result in summary.rounds.items():
         dropped = ", ".join(f"{k}: {v}" for k, v in sorted(result.verdicts.items()) if k != "kept") or "-"
+        gated = ", ".join(f"{k}: {v}" for k, v in sorted(result.gates.items())) or "-"
+        failed = result.failed - sum(n for k, n in result.gates.items() if k != JUDGE_UNPARSED_KEPT)
         adapter = summary.adapters.get(rnd)
-        table.add_row(str(rnd), str(result.ok), str(result.failed), str(result.prompts), str(result.kept), dropped,
+        table.add_row(str(rnd), str(result.ok), str(failed), str(result.prompts), str(result.kept), dropped, gated,
                       adapter.name if adapter else "-")
     console.print(table)
     for rnd, path in summary.datasets.items():
@@ -103,6 +108,7 @@ async def evaluate_run(console: Console, services: Services, config: RunConfig, 
             services.generator, models=models, task_files=task_files, shots=list(config.eval.shots),
             out_dir=out, max_items=max_items, concurrency=config.services.generator_in_flight,
             on_progress=lambda done, total: progress.update("evaluation", done=done, total=total),
+            scoring=list(config.eval.scoring),
         )
     summary.phase_seconds["evaluation"] = time.monotonic() - started
     items = [item for task in load_tasks(task_files, max_items) for item in task.items]
@@ -110,12 +116,12 @@ async def evaluate_run(console: Console, services: Services, config: RunConfig, 
                for rnd, path in summary.datasets.items()]
     report = write_report(results, out, contamination=reports)
     table = Table(title="evaluation (macro average over tasks, %, 95% CI)")
-    for column in ("model", "shots", "macro", "CI"):
+    for column in ("model", "shots", "scoring", "macro", "CI"):
         table.add_column(column)
     for result in results:
-        if result.task == MACRO_TASK:
+        if result.task == MACRO_TASK and result.baseline is None:
             ci = f"{result.ci_low:.1f}-{result.ci_high:.1f}" if result.ci_low is not None else "-"
-            table.add_row(result.model, str(result.shots), f"{result.value:.1f}", ci)
+            table.add_row(result.model, str(result.shots), result.scoring, f"{result.value:.1f}", ci)
     console.print(table)
     for line in reports:
         console.print(line.line())

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
 from selfspec.errors import RunNotFound
 from selfspec.types import DocRef, Instruction, Sample
 
@@ -88,7 +89,8 @@ samples = Table(
     Column("instruction", Text, nullable=False),
     Column("input", Text, nullable=False),
     Column("response", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # ok|failed
+    # ok | failed | a response gate's name (orchestrator/pipeline/gates.py GATES); error holds the reason
+    Column("status", String(16), nullable=False),
     Column("error", Text, nullable=False, default=""),
     Column("retrieved", JSON, nullable=False),
     Column("model", String(128), nullable=False),
@@ -298,12 +300,27 @@ class RunStore:
         with self.engine.connect() as conn:
             return {s: n for s, n in conn.execute(query.group_by(samples.c.status))}
 
+    def gate_counts(self, run_id: str, round: int | None = None) -> dict[str, int]:
+        """Gated responses by gate name, plus kept samples whose judge reply had no score."""
+        counts = {status: n for status, n in self.sample_counts(run_id, round).items() if status not in ("ok", "failed")}
+        query = select(func.count()).where(samples.c.run_id == run_id, samples.c.status == "ok",
+                                           samples.c.error.startswith(f"{JUDGE_UNPARSED_KEPT}:"))
+        if round is not None:
+            query = query.where(samples.c.round == round)
+        with self.engine.connect() as conn:
+            kept_unparsed = int(conn.execute(query).scalar_one())
+        if kept_unparsed:
+            counts[JUDGE_UNPARSED_KEPT] = kept_unparsed
+        return counts
+
     def samples_page(self, run_id: str, *, round: int | None = None, status: str | None = "ok",
                      after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         query = select(samples).where(samples.c.run_id == run_id, samples.c.seq > after_seq)
         if round is not None:
             query = query.where(samples.c.round == round)
-        if status is not None:
+        if status == "gated":  # any response gate
+            query = query.where(samples.c.status.notin_(("ok", "failed")))
+        elif status is not None:
             query = query.where(samples.c.status == status)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query.order_by(samples.c.seq).limit(limit)).mappings()]
@@ -370,6 +387,7 @@ class RunStore:
             entry = rounds.setdefault(rnd, {"prompts": 0, "instruction_tokens": 0})
             entry["verdicts"] = self.verdict_counts(run_id, rnd)
             entry["samples"] = self.sample_counts(run_id, rnd)
+            entry["gates"] = self.gate_counts(run_id, rnd)
         return {"rounds": {str(k): v for k, v in sorted(rounds.items())}}
 
     def _rounds_with_items(self, run_id: str) -> set[int]:

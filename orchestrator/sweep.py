@@ -242,7 +242,7 @@ async def _run_variant(variant: Variant, config: RunConfig, base: RunConfig, ser
         if isinstance(trainer, LocalAdapterTrainer):
             trainer = LocalAdapterTrainer(config, runner=trainer.runner)
         driver = RunDriver(config=config, store=store, generator=services.generator, retriever=retriever,
-                           trainer=trainer, seeds=load_seeds(config.resolve(config.run.seeds)))
+                           trainer=trainer, seeds=load_seeds(config.resolve(config.run.seeds)), judge=services.judge)
         run_id = state.runs.get(variant.label)
         if run_id is None:
             run_id = driver.create()
@@ -284,7 +284,7 @@ async def run_sweep(sweep: Sweep, console: Console) -> Path:
                 results = await evaluate(
                     services.generator, models=models, task_files=task_files, shots=list(base.eval.shots),
                     out_dir=out / "eval", max_items=base.eval.max_items_per_task or None,
-                    concurrency=base.services.generator_in_flight,
+                    concurrency=base.services.generator_in_flight, scoring=list(base.eval.scoring),
                     on_progress=lambda done, total: progress.update("evaluation", done=done, total=total))
     report = write_sweep_report(sweep, outcomes, results, out)
     console.print(f"sweep {sweep.name}: {len(outcomes)} variants in {time.monotonic() - started:.0f}s; "

@@ -86,6 +86,38 @@ class FiltersSection(_Section):
         return self
 
 
+class GatesSection(_Section):
+    """Response-quality gates (orchestrator/pipeline/gates.py): each gated response is counted by its
+    gate's name and its instruction replaced. Keys named after a gate switch it on or off."""
+
+    too_short: bool = True
+    min_words: int = Field(1, ge=1, description="fewer words is too_short; 1 keeps one-word labels ('yes', "
+                           "'agonist'), which half the biomedical seed outputs are")
+    truncated: bool = Field(True, description="gate responses cut off by the token limit")
+    repetitive: bool = True
+    max_repeated_ngrams: float = Field(0.3, gt=0.0, le=1.0,
+                                       description="share of word 3-grams repeating an earlier one")
+    copied: bool = True
+    copy_rouge_l: float = Field(0.8, gt=0.0, le=1.0, description="ROUGE-L F1 with the instruction or input")
+    copy_passage_share: float = Field(0.9, gt=0.0, le=1.0,
+                                      description="share of a response's words lifted, in order, from one passage")
+    off_options: bool = Field(True, description="gate answers outside the options the instruction lists")
+    # The judge: any OpenAI-compatible chat endpoint rates each sample 1-10 (off while judge_url is empty).
+    judge_url: str = ""
+    judge_model: str = ""
+    judge_threshold: float = Field(5.0, ge=1.0, le=10.0, description="a lower score is judge_low")
+    judge_unparsed: Literal["keep", "drop"] = Field("keep", description="a reply without a 1-10 score")
+    judge_max_tokens: int = Field(16, ge=1)
+    judge_api_key: str = Field("", exclude=True, repr=False, description="set by SELFSPEC_GATES__JUDGE_API_KEY; "
+                               "never written to the run store or shown")
+
+    @model_validator(mode="after")
+    def _judge_needs_model(self) -> GatesSection:
+        if self.judge_url and not self.judge_model:
+            raise ValueError("judge_url needs judge_model (the model name the endpoint serves)")
+        return self
+
+
 class TrainingSection(_Section):
     enabled: bool = Field(True, description="false: stop after round 1's dataset export (synthesis only)")
     r: int = Field(8, ge=1)
@@ -147,6 +179,8 @@ class EvalSection(_Section):
     tasks: tuple[str, ...] = ()
     shots: tuple[int, ...] = (0,)
     max_items_per_task: int = Field(0, ge=0, description="0 = all")
+    scoring: tuple[Literal["generate", "choice", "constrained"], ...] = Field(
+        ("generate",), min_length=1, description="how label tasks are answered, several allowed (evaluation/README.md)")
 
 
 class RunConfig(BaseSettings):
@@ -159,6 +193,7 @@ class RunConfig(BaseSettings):
     generation: GenerationSection = GenerationSection()
     retrieval: RetrievalSection = RetrievalSection()
     filters: FiltersSection = FiltersSection()
+    gates: GatesSection = GatesSection()
     training: TrainingSection = TrainingSection()
     rounds: RoundsSection = RoundsSection()
     services: ServicesSection = ServicesSection()

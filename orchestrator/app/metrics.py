@@ -2,7 +2,7 @@
 
 Request metrics are updated by middleware. Run metrics are read from the store at scrape time for the
 runs this process drives, so they are exact after a restart: items per stage, filter drops by
-reason, queue depth; plus the generator clients' retry count and outstanding calls per replica (this
+reason, responses dropped by quality gate, queue depth; plus the generator clients' retry count and outstanding calls per replica (this
 process's and its run workers').
 """
 
@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from orchestrator.pipeline.gates import GATE_REASONS, JUDGE_UNPARSED_KEPT
 from orchestrator.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -65,20 +66,26 @@ class RunCollector(Collector):
                                     labels=["run_id", "round", "stage"])
         drops = CounterMetricFamily("selfspec_filter_drops", "instructions dropped, per filter reason",
                                     labels=["run_id", "round", "reason"])
+        gated = CounterMetricFamily("selfspec_response_gates", "responses dropped per quality gate (and "
+                                    "judge_unparsed_kept: kept without a judge score)", labels=["run_id", "round", "gate"])
         depth = GaugeMetricFamily("selfspec_run_queue_depth", "kept instructions waiting for a response",
                                   labels=["run_id", "round"])
         for run_id in active:
             for rnd, entry in self.store.stats(run_id)["rounds"].items():
                 verdicts: dict[str, int] = entry.get("verdicts", {})
                 counts: dict[str, int] = entry.get("samples", {})
+                gates: dict[str, int] = entry.get("gates", {})
                 stages = {"prompts": entry.get("prompts", 0), "instructions_kept": verdicts.get("kept", 0),
-                          "samples_ok": counts.get("ok", 0), "samples_failed": counts.get("failed", 0)}
+                          "samples_ok": counts.get("ok", 0), "samples_failed": counts.get("failed", 0),
+                          "samples_gated": sum(n for g, n in gates.items() if g != JUDGE_UNPARSED_KEPT)}
                 for stage, value in stages.items():
                     items.add_metric([run_id, rnd, stage], value)
                 for reason, value in verdicts.items():
                     if reason != "kept":
                         drops.add_metric([run_id, rnd, reason], value)
-                done = stages["samples_ok"] + stages["samples_failed"]
+                for gate in GATE_REASONS:  # a fixed label set, zeros included
+                    gated.add_metric([run_id, rnd, gate], gates.get(gate, 0))
+                done = stages["samples_ok"] + stages["samples_failed"] + stages["samples_gated"]
                 depth.add_metric([run_id, rnd], max(stages["instructions_kept"] - done, 0))
         retries = CounterMetricFamily("selfspec_generator_retries", "generator calls retried by the client")
         retries.add_metric([], float(self.generator.retry_count))
@@ -86,7 +93,7 @@ class RunCollector(Collector):
                                         labels=["replica"])
         for url, n in self.generator.outstanding().items():
             outstanding.add_metric([url], n)
-        yield from (runs, items, drops, depth, retries, outstanding)
+        yield from (runs, items, drops, gated, depth, retries, outstanding)
 
 
 class ApiMetrics:

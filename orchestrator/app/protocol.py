@@ -48,8 +48,10 @@ class RoundProgress(BaseModel):
     instructions_total: int
     samples_ok: int
     samples_failed: int
+    samples_gated: int = Field(0, description="responses dropped by a quality gate (their instructions replaced)")
     queue_depth: int
     verdicts: dict[str, int]
+    gates: dict[str, int] = Field(default_factory=dict, description="gated responses by gate")
 
 
 class RunDetail(RunSummary):
@@ -57,6 +59,8 @@ class RunDetail(RunSummary):
     rounds_total: int
     rounds: dict[str, RoundProgress]
     filter_reasons: dict[str, int] = Field(description="instructions dropped, by filter verdict (all rounds)")
+    gate_reasons: dict[str, int] = Field(default_factory=dict, description="responses dropped, by quality gate (all "
+                                         "rounds); judge_unparsed_kept counts kept samples the judge gave no score")
     queue_depth: int = Field(description="kept instructions of the current round waiting for a response")
     samples_ok: int
     rate_per_s: float | None = Field(description="samples/s over the last minute (active runs)")
@@ -106,7 +110,7 @@ class SamplePassages(BaseModel):
 
 
 DatasetFormat = Literal["sft", "alpaca", "messages"]
-SampleStatus = Literal["ok", "failed", "all"]
+SampleStatus = Literal["ok", "failed", "gated", "all"]  # gated: any response gate (the gate is the row's status)
 
 
 # ---- adapters ----
@@ -143,6 +147,8 @@ class EvaluationRequest(_Request):
     concurrency: int = Field(8, ge=1, le=64)
     seed: int = 0
     run_id: str | None = Field(None, pattern=NAME_PATTERN)
+    scoring: list[Literal["generate", "choice", "constrained"]] = Field(
+        ["generate"], min_length=1, max_length=3, description="scoring modes (evaluation/README.md)")
 
 
 class EvaluationOut(BaseModel):

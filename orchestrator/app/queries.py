@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
 from orchestrator.store import RunStore, events, samples
 from selfspec.errors import RunNotFound
 
@@ -59,19 +60,25 @@ def run_progress(store: RunStore, run: dict[str, Any], *, active: bool) -> dict[
     stats = store.stats(run["id"])["rounds"]
     rounds: dict[str, dict[str, Any]] = {}
     reasons: dict[str, int] = {}
+    gate_reasons: dict[str, int] = {}
     for rnd, entry in stats.items():
         verdicts: dict[str, int] = entry.get("verdicts", {})
+        gates: dict[str, int] = entry.get("gates", {})
         ok = entry.get("samples", {}).get("ok", 0)
         failed = entry.get("samples", {}).get("failed", 0)
+        gated = sum(n for gate, n in gates.items() if gate != JUDGE_UNPARSED_KEPT)
         kept = verdicts.get("kept", 0)
         rounds[rnd] = {
             "target": target if rnd == "1" else later_target, "prompts": entry.get("prompts", 0), "instructions_kept": kept,
             "instructions_total": sum(verdicts.values()), "samples_ok": ok, "samples_failed": failed,
-            "queue_depth": max(kept - ok - failed, 0), "verdicts": verdicts,
+            "samples_gated": gated, "queue_depth": max(kept - ok - failed - gated, 0), "verdicts": verdicts,
+            "gates": gates,
         }
         for verdict, n in verdicts.items():
             if verdict != "kept":
                 reasons[verdict] = reasons.get(verdict, 0) + n
+        for gate, n in gates.items():
+            gate_reasons[gate] = gate_reasons.get(gate, 0) + n
     current = rounds.get(str(run["round"]), {})
     rate = sample_rate(store, run["id"], run["round"]) if active else None
     remaining = max(current.get("target", target) - current.get("samples_ok", 0), 0)
@@ -79,6 +86,7 @@ def run_progress(store: RunStore, run: dict[str, Any], *, active: bool) -> dict[
     return {
         "target_per_round": target, "rounds_total": rounds_total, "rounds": rounds,
         "filter_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "gate_reasons": dict(sorted(gate_reasons.items(), key=lambda kv: -kv[1])),
         "queue_depth": current.get("queue_depth", 0), "rate_per_s": rate, "eta_s": eta,
         "samples_ok": sum(r["samples_ok"] for r in rounds.values()),
     }

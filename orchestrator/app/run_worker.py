@@ -53,7 +53,8 @@ def build_driver(config: RunConfig, services: Services, trainer: LocalAdapterTra
     """A driver for one run over open services (also used for runs inside the API process)."""
     seeds = load_seeds(config.resolve(config.run.seeds))
     return RunDriver(config=config, store=services.store, generator=services.generator,
-                     retriever=services.retriever, trainer=trainer or LocalAdapterTrainer(config), seeds=seeds)
+                     retriever=services.retriever, trainer=trainer or LocalAdapterTrainer(config), seeds=seeds,
+                     judge=services.judge)
 
 
 def worker_lock_path(config: RunConfig, run_id: str) -> Path:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from orchestrator.circuit import Circuit, ServiceDown
 from orchestrator.pipeline.filtering import InstructionFilter
+from orchestrator.pipeline.records import export_round
 from orchestrator.runner import RoundRunner, RoundSpec
 from orchestrator.store import RunStore
 from selfspec.clients.openai_compat import OpenAICompatGenerator
 from selfspec.errors import BackendUnavailable
 from selfspec.seeds import load_seeds
 from selfspec.settings import RunConfig, load_config
-from selfspec.types import Document, RetrievedDoc
+from selfspec.types import Completion, Document, RetrievedDoc, SamplingParams
 from tests.fakes.openai_server import FakeState, create_fake_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,17 +51,48 @@ def _config(**overrides: object) -> RunConfig:
     return load_config(None, base)
 
 
+class BadAnswers:
+    """Wraps the fake generator: every `every`-th answer (not instruction list) becomes one bad kind of
+    response in turn, e.g. a loop to the token limit, so the gates have something to catch."""
+
+    BAD = (
+        ("", "stop"),  # empty
+        ("Risk factors include: " + "sleep-disrupting medications; mental health; " * 12, "length"),  # repetitive
+        ("Statins inhibit HMG-CoA reductase, the rate-limiting enzyme of cholesterol synthesis, which", "length"),
+    )
+
+    def __init__(self, inner: OpenAICompatGenerator, every: int = 3) -> None:
+        self.inner, self.every, self.answers, self.bad = inner, every, 0, 0
+
+    async def complete(self, prompt: str, *, model: str, params: SamplingParams) -> Completion:
+        completion = await self.inner.complete(prompt, model=model, params=params)
+        if prompt.endswith("Instruction:"):
+            return completion
+        self.answers += 1
+        if self.answers % self.every:
+            return completion
+        text, finish = self.BAD[self.bad % len(self.BAD)]
+        self.bad += 1
+        return completion.model_copy(update={"text": text, "finish_reason": finish})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def _runner(state: FakeState, store: RunStore, config: RunConfig, *, target: int, run_id: str = "run1",
-            retriever: ListRetriever | None = None, statuses: list[str] | None = None) -> tuple[RoundRunner, OpenAICompatGenerator]:
-    generator = OpenAICompatGenerator(["http://fake"], transport=httpx.ASGITransport(app=create_fake_app(state)),
-                                      retries=config.services.retries, backoff_s=0.001, timeout_s=2.0)
+            retriever: ListRetriever | None = None, statuses: list[str] | None = None,
+            bad_every: int = 0, judge: OpenAICompatGenerator | None = None) -> tuple[RoundRunner, Any]:
+    generator: Any = OpenAICompatGenerator(["http://fake"], transport=httpx.ASGITransport(app=create_fake_app(state)),
+                                           retries=config.services.retries, backoff_s=0.001, timeout_s=2.0)
+    if bad_every:
+        generator = BadAnswers(generator, bad_every)
     seen = statuses if statuses is not None else []
     circuit = Circuit(name="generator", probe=generator.health, on_pause=lambda r: seen.append(f"paused: {r}"),
                       on_resume=lambda: seen.append("running"), pause_after_s=config.services.pause_after_s,
                       max_pause_s=config.services.max_pause_s, probe_interval_s=0.02)
     spec = RoundSpec(run_id, 1, target, state.served_name, state.served_name)
     runner = RoundRunner(spec, config=config, store=store, generator=generator, retriever=retriever, seeds=SEEDS,
-                         instruction_filter=InstructionFilter(config.filters), circuit=circuit)
+                         instruction_filter=InstructionFilter(config.filters), circuit=circuit, judge=judge)
     return runner, generator
 
 
@@ -172,3 +206,119 @@ async def test_a_call_that_gets_through_resumes_a_paused_circuit_at_once() -> No
     assert statuses == ["paused", "running"] and not circuit.paused
     await asyncio.wait_for(pausing, timeout=5)
     assert statuses == ["paused", "running"]  # the prober does not say it twice
+
+
+# ---- response gates: a gated instruction is replaced, so the round still ends at its target ----
+
+def _assert_exact(store: RunStore, target: int, gated: dict[str, int]) -> None:
+    rows = list(store.samples_page("run1", round=1, status=None, limit=1000))
+    assert len({r["instruction_id"] for r in rows}) == len(rows)  # one sample per instruction, never two
+    assert store.sample_counts("run1", 1) == {"ok": target, **gated}
+    assert store.gate_counts("run1", 1) == gated
+    assert all(r["error"] for r in rows if r["status"] != "ok")  # every gated sample keeps its reason
+
+
+async def test_gated_responses_are_replaced_and_the_round_ends_at_its_target(store: RunStore, tmp_path: Path) -> None:
+    runner, gen = _runner(FakeState(), store, _config(), target=30, bad_every=3)
+    result = await runner.run()
+    await gen.aclose()
+    bad = gen.bad
+    assert bad >= 10 and result.ok == 30
+    gated = {"empty": (bad + 2) // 3, "repetitive": (bad + 1) // 3, "truncated": bad // 3}
+    _assert_exact(store, 30, gated)
+    assert result.gates == gated and result.failed == bad
+    assert result.kept == 30 + bad  # each gated instruction was replaced by a fresh one
+    # Only ok samples reach the exported datasets.
+    paths = export_round(store.iter_samples("run1", 1), tmp_path / "round1")
+    records = [json.loads(line) for line in paths["sft"].read_text().splitlines()]
+    ok_ids = {r["id"] for r in store.samples_page("run1", round=1, status="ok", limit=1000)}
+    assert len(records) == 30 and {r["source_sample_id"] for r in records} == ok_ids
+    assert all(r["output"].startswith("Answer from") for r in records)
+
+
+async def test_resume_after_gated_responses_counts_nothing_twice(store: RunStore) -> None:
+    runner, gen = _runner(FakeState(latency_s=0.01), store, _config(), target=30, bad_every=3)
+    task = asyncio.create_task(runner.run())
+    while store.sample_counts("run1", 1).get("ok", 0) < 10:  # noqa: ASYNC110 (polling the store is the point)
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await gen.aclose()
+    gated_before = store.gate_counts("run1", 1)
+    assert sum(gated_before.values()) >= 3
+    runner2, gen2 = _runner(FakeState(), store, _config(), target=30)  # the resumed run answers well
+    result = await runner2.run()
+    await gen2.aclose()
+    assert result.ok == 30
+    _assert_exact(store, 30, gated_before)  # earlier gated samples stay counted once, none added
+    assert result.failed == sum(gated_before.values())
+
+
+async def test_gates_switched_off_keep_every_response(store: RunStore) -> None:
+    config = _config(**{"gates.truncated": False, "gates.repetitive": False})
+    runner, gen = _runner(FakeState(), store, config, target=12, bad_every=3)
+    result = await runner.run()
+    await gen.aclose()
+    assert result.ok == 12 and set(result.gates) == {"empty"}  # empty responses are always gated
+
+
+# ---- the judge stage against the fake server ----
+
+def _judge(state: FakeState) -> OpenAICompatGenerator:
+    return OpenAICompatGenerator(["http://judge"], transport=httpx.ASGITransport(app=create_fake_app(state)),
+                                 retries=0, backoff_s=0.001, timeout_s=2.0)
+
+
+async def test_judge_gates_low_scores_and_counts_unparsed_replies(store: RunStore) -> None:
+    judge_state = FakeState(served_name="judge-model", judge_replies=("9", "Score: 2/10", "8 out of 10", "Looks fine."))
+    config = _config(**{"gates.judge_url": "http://judge", "gates.judge_model": "judge-model",
+                        "gates.judge_threshold": 5})
+    judge = _judge(judge_state)
+    runner, gen = _runner(FakeState(), store, config, target=12, judge=judge)
+    result = await runner.run()
+    await gen.aclose()
+    await judge.aclose()
+    calls = judge_state.judge_calls
+    assert result.ok == 12 and calls == 12 + result.gates["judge_low"]
+    # Replies cycle 9 / 2 / 8 / unparsed: a quarter of the calls is low, a quarter kept unscored.
+    assert result.gates["judge_low"] == (calls + 2) // 4
+    assert result.gates["judge_unparsed_kept"] == calls // 4
+    assert store.sample_counts("run1", 1) == {"ok": 12, "judge_low": result.gates["judge_low"]}
+
+
+async def test_judge_unparsed_replies_can_be_dropped(store: RunStore) -> None:
+    judge_state = FakeState(served_name="judge-model", judge_replies=("7", "no idea"))
+    config = _config(**{"gates.judge_url": "http://judge", "gates.judge_model": "judge-model",
+                        "gates.judge_unparsed": "drop"})
+    judge = _judge(judge_state)
+    runner, gen = _runner(FakeState(), store, config, target=6, judge=judge)
+    result = await runner.run()
+    await gen.aclose()
+    await judge.aclose()
+    assert result.ok == 6 and result.gates == {"judge_unparsed": judge_state.judge_calls - 6}
+    assert result.gates["judge_unparsed"] >= 5
+
+
+async def test_no_judge_url_means_no_judge_calls(store: RunStore) -> None:
+    judge_state = FakeState(served_name="judge-model", judge_replies=("1",))
+    judge = _judge(judge_state)
+    runner, gen = _runner(FakeState(), store, _config(), target=5, judge=judge)
+    result = await runner.run()
+    await gen.aclose()
+    await judge.aclose()
+    assert result.ok == 5 and judge_state.judge_calls == 0
+
+
+async def test_reuse_round_replaces_gated_answers_with_the_next_reused_instructions(store: RunStore) -> None:
+    runner, gen = _runner(FakeState(), store, _config(), target=12, bad_every=3)
+    first = await runner.run()
+    await gen.aclose()
+    assert first.kept > 12  # round 1 replaced its gated instructions: spares for round 2
+    runner2, gen2 = _runner(FakeState(), store, _config(), target=12, bad_every=4)
+    runner2.spec = RoundSpec("run1", 2, 12, "fake-base", "fake-base", instructions="reuse")
+    second = await runner2.run()
+    await gen2.aclose()
+    gated = sum(second.gates.values())
+    assert second.ok == 12 and 1 <= gated <= gen2.bad  # an answer after the target is not committed
+    assert store.sample_counts("run1", 2) == {"ok": 12, **second.gates}

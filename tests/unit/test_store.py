@@ -65,3 +65,44 @@ def test_export_round_writes_all_views(store: RunStore, tmp_path: Path) -> None:
     messages = datasets.load_dataset("json", data_files=str(paths["messages"]), split="train")
     assert messages[0]["messages"][1] == {"role": "assistant", "content": "Answer 0"}
     assert (tmp_path / "round1/provenance.jsonl").read_text().count('"d1"') == 3
+
+
+def _gated_store(store: RunStore) -> None:
+    store.commit_prompt("r", 1, 0, [_instruction(i) for i in range(5)] + [_instruction(9, "list_debris")])
+    store.commit_sample(_sample(0))
+    store.commit_sample(_sample(1), status="ok", error="judge_unparsed_kept: 'fine'")
+    store.commit_sample(_sample(2), status="repetitive", error="80% of word 3-grams repeat")
+    store.commit_sample(_sample(3), status="off_options", error="answer is none of: yes, no")
+    assert store.commit_sample(_sample(3), status="off_options", error="again") is False  # idempotent
+
+
+def test_gated_samples_are_counted_by_gate_and_never_exported(store: RunStore, tmp_path: Path) -> None:
+    _gated_store(store)
+    assert store.sample_counts("r", 1) == {"ok": 2, "repetitive": 1, "off_options": 1}
+    assert store.gate_counts("r", 1) == {"repetitive": 1, "off_options": 1, "judge_unparsed_kept": 1}
+    assert store.stats("r")["rounds"]["1"]["gates"] == store.gate_counts("r", 1)
+    assert [r["status"] for r in store.samples_page("r", status="gated")] == ["repetitive", "off_options"]
+    paths = export_round(store.iter_samples("r", 1), tmp_path / "round1")
+    assert len(paths["sft"].read_text().splitlines()) == 2
+
+
+def test_gate_counts_reach_the_api_view_and_metrics(store: RunStore) -> None:
+    from orchestrator.app.metrics import GeneratorCounters, RunCollector
+    from orchestrator.app.queries import run_progress
+
+    _gated_store(store)
+    progress = run_progress(store, {**store.get_run("r"), "config": {"generation": {"target_per_round": 5}}},
+                            active=False)
+    assert progress["gate_reasons"] == {"repetitive": 1, "off_options": 1, "judge_unparsed_kept": 1}
+    assert progress["filter_reasons"] == {"list_debris": 1}
+    round1 = progress["rounds"]["1"]
+    assert round1["samples_gated"] == 2 and round1["queue_depth"] == 1  # 5 kept - 2 ok - 2 gated
+
+    collector = RunCollector(store, lambda: ["r"], GeneratorCounters(object()))
+    families = {family.name: family for family in collector.collect()}
+    gates = {s.labels["gate"]: s.value for s in families["selfspec_response_gates"].samples
+             if s.name.endswith("_total")}
+    assert gates["repetitive"] == 1 and gates["off_options"] == 1 and gates["judge_unparsed_kept"] == 1
+    assert gates["empty"] == 0 and len(gates) == 9  # a fixed label set: the gate names
+    items = {s.labels["stage"]: s.value for s in families["selfspec_run_items"].samples if s.name.endswith("_total")}
+    assert items["samples_gated"] == 2 and items["samples_ok"] == 2

@@ -98,13 +98,18 @@ function renderRun(run) {
     el("h3", {}, `Round ${round}`),
     stageRow("prompts", r.prompts, r.prompts),
     stageRow("instructions kept", r.instructions_kept, r.target, ` (${r.instructions_total} parsed)`),
-    stageRow("samples", r.samples_ok, r.target, r.samples_failed ? ` (${r.samples_failed} failed)` : ""),
+    stageRow("samples", r.samples_ok, r.target, [r.samples_failed ? `${r.samples_failed} failed` : "",
+      r.samples_gated ? `${r.samples_gated} gated` : ""].filter(Boolean).map((s) => ` (${s})`).join("")),
     el("div", { class: "muted" }, `queue: ${r.queue_depth} waiting for a response`)));
   $("stages").replaceChildren(...(blocks.length ? blocks : [el("p", { class: "muted" }, "no items yet")]));
   const reasons = Object.entries(run.filter_reasons);
   $("reasons-table").tBodies[0].replaceChildren(...(reasons.length
     ? reasons.map(([verdict, n]) => el("tr", {}, el("td", {}, verdict), el("td", {}, n)))
     : [el("tr", {}, el("td", { colSpan: 2, class: "muted" }, "nothing dropped"))]));
+  const gates = Object.entries(run.gate_reasons || {});
+  $("gates-table").tBodies[0].replaceChildren(...(gates.length
+    ? gates.map(([gate, n]) => el("tr", {}, el("td", {}, gate), el("td", {}, n)))
+    : [el("tr", {}, el("td", { colSpan: 2, class: "muted" }, "nothing gated"))]));
   const rounds = $("samples-round");
   for (const round of Object.keys(run.rounds)) {
     if (![...rounds.options].some((o) => o.value === round)) rounds.append(el("option", { value: round }, round));
