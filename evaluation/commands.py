@@ -1,6 +1,6 @@
 """`selfspec eval` and `selfspec eval-convert`: typer command functions the CLI registers.
 
-    selfspec eval evaluation/tasks/biomedical -m base,r1,r2 --shots 0,5 -o runs/demo/eval
+    selfspec eval evaluation/tasks/biomedical -m base,r1,r2 --shots 0,5 --scoring generate,choice -o runs/demo/eval
     selfspec eval-convert iob_ner /data/BC5CDR-IOB/test.tsv evaluation/tasks/converted --limit 500
 
 Nothing heavy is imported here; the HTTP generator client is imported inside the command.
@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from evaluation.converters import KINDS, convert
-from evaluation.runner import MACRO_TASK, evaluate
+from evaluation.runner import MACRO_TASK, SCORING_MODES, evaluate
 from evaluation.schema import find_task_files, load_task_file
 from selfspec.console import print_error
 from selfspec.errors import ConfigError, SelfSpecError
@@ -54,19 +54,29 @@ def parse_shots(value: str) -> list[int]:
         raise ConfigError(f"--shots: expected integers like '0,5', got {value!r}") from err
 
 
+def parse_scoring(value: str) -> list[str]:
+    modes = parse_csv(value, what="--scoring")
+    unknown = [m for m in modes if m not in SCORING_MODES]
+    if unknown or len(set(modes)) != len(modes):
+        raise ConfigError(f"--scoring: expected distinct modes out of {', '.join(SCORING_MODES)}, got {value!r}")
+    return modes
+
+
 def _summary(results: list[EvalResult]) -> Table:
-    table = Table(title="Macro average of main measures (%, 95% CI)")
-    for column in ("model", "shots", "macro avg", "CI"):
+    table = Table(title="Macro average of main measures (%, 95% CI; differences paired)")
+    for column in ("model", "shots", "scoring", "macro avg", "CI"):
         table.add_column(column)
     for result in results:
         if result.task == MACRO_TASK:
-            table.add_row(result.model, str(result.shots), f"{result.value:.2f}",
+            name = result.model if result.baseline is None else f"{result.model} − {result.baseline}"
+            value = f"{result.value:.2f}" if result.baseline is None else f"{result.value:+.2f}"
+            table.add_row(name, str(result.shots), result.scoring, value,
                           f"[{result.ci_low:.2f}, {result.ci_high:.2f}]")
     return table
 
 
 async def _run_eval(*, urls: list[str], models: list[str], task_files: list[Path], shots: list[int], out: Path,
-                    max_items: int | None, concurrency: int, seed: int) -> list[EvalResult]:
+                    max_items: int | None, concurrency: int, seed: int, scoring: list[str]) -> list[EvalResult]:
     from selfspec.clients.openai_compat import OpenAICompatGenerator
 
     generator = OpenAICompatGenerator(urls, in_flight=concurrency)
@@ -77,7 +87,7 @@ async def _run_eval(*, urls: list[str], models: list[str], task_files: list[Path
             bar = progress.add_task("eval", total=None)
             return await evaluate(
                 generator, models=models, task_files=task_files, shots=shots, out_dir=out,
-                max_items=max_items, concurrency=concurrency, seed=seed,
+                max_items=max_items, concurrency=concurrency, seed=seed, scoring=scoring,
                 on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
             )
     finally:
@@ -90,6 +100,9 @@ def eval_command(
                                         "base first, then adapters (e.g. base,r1,r2)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output dir: predictions, results.json, report")],
     shots: Annotated[str, typer.Option(help="comma-separated shot counts, e.g. 0,5")] = "0",
+    scoring: Annotated[str, typer.Option(help="comma-separated scoring modes: generate (parse the greedy answer), "
+                                         "choice (log-likelihood of each label), constrained (decoding limited to "
+                                         "the labels); label tasks take all three, others generate")] = "generate",
     generator_url: Annotated[list[str] | None, typer.Option(
         "--generator-url", help=f"generator replica URL (repeatable; default {DEFAULT_GENERATOR_URL})")] = None,
     max_items: Annotated[int, typer.Option(min=0, help="first N items per task (0 = all)")] = 0,
@@ -108,7 +121,7 @@ def eval_command(
         results = asyncio.run(_run_eval(
             urls=generator_url or [DEFAULT_GENERATOR_URL], models=parse_csv(models, what="--models"),
             task_files=task_files, shots=parse_shots(shots), out=out, max_items=max_items or None,
-            concurrency=concurrency, seed=seed,
+            concurrency=concurrency, seed=seed, scoring=parse_scoring(scoring),
         ))
         items = [item for path in task_files for item in load_task_file(path)]
         contamination = [

@@ -11,10 +11,15 @@ a bootstrap resample is just a weighted sum (weights = how often each item was d
     invalid_rate     fraction of answers that could not be read as any label
     rouge_l          mean ROUGE-L F-measure (rouge-score, stemming on)
 
+In `choice` scoring (label tasks answered by log-likelihood, lm-evaluation-harness style) the
+measures are macro_f1 on the option with the highest summed log-probability, `acc` (that option
+is gold) and `acc_norm` (the option with the highest log-probability per character is gold).
+
 Values are percentages (0-100). The first measure per metric is the task's *main* measure; the
 macro average over tasks averages main measures, and its CI comes from averaging the tasks'
 bootstrap samples (each task resampled independently, with a seed fixed per task name so the
-same resamples are used for every model: comparisons between models are paired).
+same resamples are used for every model: comparisons between models are paired, and
+`paired_difference` reads a model-minus-model CI straight off the two sample vectors).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ MEASURES: dict[Metric, tuple[str, ...]] = {
     "yes_no": ("macro_f1", "accuracy", "invalid_rate"),
     "rouge_l": ("rouge_l",),
 }
+CHOICE_MEASURES: tuple[str, ...] = ("macro_f1", "acc", "acc_norm")
 MAIN_MEASURES = frozenset(names[0] for names in MEASURES.values())
 
 Prediction = str | list[str] | None
@@ -139,6 +145,29 @@ def label_measures(golds: Sequence[str], preds: Sequence[str | None], labels: Se
     ]
 
 
+def _best(values: Sequence[float]) -> int | None:
+    """Index of the largest value, the first on ties (as numpy's argmax); None for no values."""
+    return max(range(len(values)), key=values.__getitem__) if values else None
+
+
+def choice_measures(golds: Sequence[str], option_logprobs: Sequence[Sequence[float]],
+                    labels: Sequence[str]) -> list[Measure]:
+    """macro_f1 on the argmax option, acc and acc_norm (summed log-probability over the option's
+    length in characters), from each item's per-option log-probabilities in `labels` order. An
+    item without scores (a failed request) counts as wrong."""
+    picks, normed = [], []
+    for values in option_logprobs:
+        best = _best(values)
+        picks.append(None if best is None else labels[best])
+        norm = _best([v / max(len(label), 1) for v, label in zip(values, labels, strict=False)])
+        normed.append(None if norm is None else labels[norm])
+    return [
+        label_measures(golds, picks, labels)[0],
+        Measure("acc", _per_item([float(g == p) for g, p in zip(golds, picks, strict=True)]), mean_of_first),
+        Measure("acc_norm", _per_item([float(g == p) for g, p in zip(golds, normed, strict=True)]), mean_of_first),
+    ]
+
+
 @lru_cache(maxsize=1)
 def _rouge() -> Any:
     from rouge_score import rouge_scorer  # imports nltk (~1 s): only when a rouge_l task is scored
@@ -221,17 +250,42 @@ def _interval(samples: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def score_task(items: Sequence[EvalItem], texts: Sequence[str], *, resamples: int = RESAMPLES,
-               seed: int = 0) -> list[Score]:
-    """Main and secondary scores of one task, in percent, each with a 95% percentile-bootstrap CI."""
-    measures = measures_for(items, texts)
-    samples = bootstrap(measures, resamples=resamples, seed=seed, key=items[0].task)
+def score_measures(measures: Sequence[Measure], *, key: str, resamples: int = RESAMPLES,
+                   seed: int = 0) -> list[Score]:
+    """Each measure in percent with a 95% percentile-bootstrap CI; `key` (the task name) fixes the
+    resamples, so every model scored on the same items gets the same ones."""
+    samples = bootstrap(measures, resamples=resamples, seed=seed, key=key)
+    n = measures[0].features.shape[0]
     scores = []
     for measure in measures:
         percent = samples[measure.name] * 100.0
         low, high = _interval(percent)
-        scores.append(Score(measure.name, measure.value() * 100.0, low, high, len(items), percent))
+        scores.append(Score(measure.name, measure.value() * 100.0, low, high, n, percent))
     return scores
+
+
+def score_task(items: Sequence[EvalItem], texts: Sequence[str], *, resamples: int = RESAMPLES,
+               seed: int = 0) -> list[Score]:
+    """Main and secondary scores of one task, in percent, each with a 95% percentile-bootstrap CI."""
+    return score_measures(measures_for(items, texts), key=items[0].task, resamples=resamples, seed=seed)
+
+
+def score_choice_task(items: Sequence[EvalItem], option_logprobs: Sequence[Sequence[float]], *,
+                      resamples: int = RESAMPLES, seed: int = 0) -> list[Score]:
+    """macro_f1, acc and acc_norm of a label task scored by log-likelihood (see choice_measures)."""
+    labels = items[0].label_set
+    measures = choice_measures([i.gold_label for i in items], option_logprobs, labels)
+    return score_measures(measures, key=items[0].task, resamples=resamples, seed=seed)
+
+
+def paired_difference(a: Score, b: Score) -> Score:
+    """a minus b with the CI of the per-resample differences: a paired bootstrap, valid because both
+    were resampled with the same item draws (same task key, seed and item count)."""
+    if a.samples.shape != b.samples.shape or a.n != b.n:
+        raise ValueError(f"scores of {a.measure} are not paired (n {a.n} vs {b.n})")
+    diff = a.samples - b.samples
+    low, high = _interval(diff)
+    return Score(a.measure, a.value - b.value, low, high, a.n, diff)
 
 
 def macro_average(main_scores: Sequence[Score]) -> Score:

@@ -1,4 +1,4 @@
-"""Per-item predictions, one JSONL file per (model, task, shots), appended as answers arrive.
+"""Per-item predictions, one JSONL file per (model, task, shots, scoring mode), appended as answers arrive.
 
 A rerun with the same out dir resumes: items whose record exists with the same prompt hash are
 skipped; records for a changed prompt (other demos, edited instruction) are dropped and redone.
@@ -32,6 +32,7 @@ class PredictionRecord(BaseModel):
     parsed: str | list[str] | None = None
     gold: str | list[str]
     finish_reason: str = ""
+    option_logprobs: list[float] | None = None  # choice scoring: summed log-probability per label
 
 
 def safe_name(name: str) -> str:
@@ -39,8 +40,11 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "_"
 
 
-def predictions_path(out_dir: Path, *, model: str, task: str, shots: int) -> Path:
-    return out_dir / "predictions" / safe_name(model) / f"{safe_name(task)}.{shots}shot.jsonl"
+def predictions_path(out_dir: Path, *, model: str, task: str, shots: int, scoring: str = "generate") -> Path:
+    """`<task>.<k>shot.jsonl` for generated answers (the name runs before scoring modes wrote), else
+    `<task>.<k>shot.<scoring>.jsonl`."""
+    suffix = "" if scoring == "generate" else f".{safe_name(scoring)}"
+    return out_dir / "predictions" / safe_name(model) / f"{safe_name(task)}.{shots}shot{suffix}.jsonl"
 
 
 def _read_records(path: Path) -> list[PredictionRecord]:

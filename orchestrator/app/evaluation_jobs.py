@@ -126,6 +126,7 @@ class EvaluationJobs:
             results = await evaluate(
                 self.generator, models=request.models, task_files=files, shots=request.shots, out_dir=out,
                 max_items=request.max_items or None, concurrency=request.concurrency, seed=request.seed,
+                scoring=request.scoring,
                 on_progress=lambda done, total: self.progress.__setitem__(eval_id, (done, total)),
             )
             report = await asyncio.to_thread(write_report, results, out)

@@ -1,7 +1,10 @@
 """A scripted, fast OpenAI-compatible server for tests: vLLM's shapes, fault injection, LoRA semantics.
 
 Instruction-generation prompts (ending in 'N. Instruction:') get a numbered list of unique
-instructions; anything else gets a short deterministic answer. Faults: a fraction of 5xx answers,
+instructions; anything else gets a short deterministic answer. `echo` + `logprobs` answers every
+prompt of the list with vLLM's logprobs shape (whitespace-split "tokens", deterministic values per
+model and token); a choice constraint (`structured_outputs.choice` / `guided_choice`) answers one of
+the choices, picked deterministically per model and prompt. Faults: a fraction of 5xx answers,
 stalls longer than the client timeout, or 'down' (every call 503s, /health too).
 """
 
@@ -12,6 +15,7 @@ import functools
 import random
 import re
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +83,19 @@ def _instruction_list(state: FakeState, first: int) -> str:
     return " " + "\n".join(lines)
 
 
+def _token_logprob(model: str, token: str) -> float:
+    return -0.05 - (zlib.crc32(f"{model}|{token}".encode()) % 400) / 100.0
+
+
+def _echo_choice(index: int, model: str, prompt: str) -> dict[str, Any]:
+    tokens = re.findall(r"\s*\S+|\s+", prompt)
+    values: list[float | None] = [None, *(_token_logprob(model, t) for t in tokens[1:])]
+    offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    top = [None if v is None else {t: v} for t, v in zip(tokens, values, strict=True)]
+    return {"index": index, "text": prompt, "finish_reason": "length", "stop_reason": None,
+            "logprobs": {"text_offset": offsets, "token_logprobs": values, "tokens": tokens, "top_logprobs": top}}
+
+
 def create_fake_app(state: FakeState | None = None) -> FastAPI:
     state = state or FakeState()
     app = FastAPI()
@@ -120,9 +137,18 @@ def create_fake_app(state: FakeState | None = None) -> FastAPI:
             return fault
         if not known(body.get("model", "")):
             return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+        if body.get("echo") and body.get("logprobs") is not None:
+            prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+            count = sum(len(p.split()) for p in prompts)
+            return {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
+                    "model": body["model"], "choices": [_echo_choice(i, body["model"], p) for i, p in enumerate(prompts)],
+                    "usage": {"prompt_tokens": count, "completion_tokens": 0, "total_tokens": count}}
         prompt = body["prompt"]
+        choices = (body.get("structured_outputs") or {}).get("choice") or body.get("guided_choice")
         match = _TAIL.search(prompt)
-        if match:
+        if choices:
+            text = choices[zlib.crc32(f"{body['model']}|{prompt}".encode()) % len(choices)]
+        elif match:
             text = _instruction_list(state, int(match.group(1)))
         else:
             text = f" Answer from {body['model']} #{state.rng.randint(0, 10**6)}."

@@ -7,11 +7,15 @@ import pytest
 from rouge_score import rouge_scorer
 
 from evaluation.metrics import (
+    Score,
     bootstrap,
+    choice_measures,
     entity_measures,
     macro_average,
     measures_for,
+    paired_difference,
     parse_spans,
+    score_choice_task,
     score_task,
 )
 from evaluation.normalize import normalize_answer, parse_entities, parse_label
@@ -187,3 +191,72 @@ def test_macro_average_is_mean_of_main_measures() -> None:
 def test_measures_for_orders_main_measure_first() -> None:
     items = [_item(1, "yes", "yes_no")]
     assert [m.name for m in measures_for(items, ["yes"])] == ["macro_f1", "accuracy", "invalid_rate"]
+
+
+# ---- choice scoring and paired differences ----
+
+def test_choice_measures_acc_and_acc_norm_pick_differently() -> None:
+    labels = ("a", "bbbbbb")
+    # Item 1: "a" has the higher sum (acc), "bbbbbb" the higher per-character value (acc_norm).
+    measures = choice_measures(["a", "bbbbbb"], [[-2.0, -3.0], [-1.0, -0.5]], labels)
+    assert [m.name for m in measures] == ["macro_f1", "acc", "acc_norm"]
+    values = {m.name: m.value() for m in measures}
+    assert values["acc"] == 1.0 and values["acc_norm"] == 0.5
+    # An item whose request failed has no scores: wrong in every measure.
+    failed = {m.name: m.value() for m in choice_measures(["a"], [[]], labels)}
+    assert failed["acc"] == failed["acc_norm"] == 0.0
+
+
+def test_score_choice_task_macro_f1_is_on_the_argmax_label() -> None:
+    items = [_item(i, SENTIMENT[i % 3], "label_f1", SENTIMENT) for i in range(6)]
+    perfect = [[0.0 if label == item.gold_label else -5.0 for label in SENTIMENT] for item in items]
+    scores = {s.measure: s.value for s in score_choice_task(items, perfect, resamples=50)}
+    assert scores == {"macro_f1": 100.0, "acc": 100.0, "acc_norm": 100.0}
+
+
+def _yes_no_scores(correct: np.ndarray, *, key: str = "t", resamples: int = 1000, seed: int = 0) -> list[Score]:
+    items = [_item(i, "yes", "yes_no", task=key) for i in range(len(correct))]
+    return score_task(items, ["yes" if ok else "no" for ok in correct], resamples=resamples, seed=seed)
+
+
+def test_paired_bootstrap_difference_on_a_known_difference() -> None:
+    # 200 items: model A right on the first 120, model B on the first 100, so A - B = 10 points of accuracy
+    # exactly, and B is never right where A is wrong.
+    n = 200
+    a = _yes_no_scores(np.arange(n) < 120)[1]
+    b = _yes_no_scores(np.arange(n) < 100)[1]
+    assert (a.measure, a.value, b.value) == ("accuracy", 60.0, 50.0)
+    diff = paired_difference(a, b)
+    assert diff.value == pytest.approx(10.0)
+    assert diff.ci_low <= 10.0 <= diff.ci_high
+    # Paired: the per-item differences are 0 or 1 (20 of 200), so the CI is about 10 +/- 4.2 and excludes 0,
+    # although the two models' own CIs (about +/- 7 each) overlap.
+    assert 0.0 < diff.ci_low and diff.ci_high - diff.ci_low < 10.0
+    assert a.ci_low < b.ci_high
+    # Resampled independently (another key), the same difference would look far less certain.
+    unpaired = a.samples - _yes_no_scores(np.arange(n) < 100, key="other")[1].samples
+    assert np.percentile(unpaired, 97.5) - np.percentile(unpaired, 2.5) > 1.5 * (diff.ci_high - diff.ci_low)
+    # The same answers: difference 0, CI [0, 0].
+    same = paired_difference(a, _yes_no_scores(np.arange(n) < 120)[1])
+    assert (same.value, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)
+
+
+def test_paired_bootstrap_ci_covers_the_true_difference() -> None:
+    # Populations with a true accuracy difference of 8 points (A right with p = 0.70, B with 0.62, sharing
+    # most items): over repeated samples of 150 items the 95% CI holds the true difference ~95% of the time.
+    rng = np.random.default_rng(123)
+    covered, trials = 0, 60
+    for trial in range(trials):
+        u = rng.random(150)
+        a = _yes_no_scores(u < 0.70, resamples=400, seed=trial)[1]
+        b = _yes_no_scores(u < 0.62, resamples=400, seed=trial)[1]
+        diff = paired_difference(a, b)
+        covered += diff.ci_low <= 8.0 <= diff.ci_high
+    assert covered >= 0.85 * trials
+
+
+def test_paired_difference_refuses_unpaired_scores() -> None:
+    a = _yes_no_scores(np.arange(20) < 10, resamples=100)[1]
+    b = _yes_no_scores(np.arange(30) < 10, resamples=100)[1]
+    with pytest.raises(ValueError, match="paired"):
+        paired_difference(a, b)

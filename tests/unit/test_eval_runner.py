@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 from evaluation.commands import convert_command, eval_command
 from evaluation.prompting import STOP
 from evaluation.report import write_report
-from evaluation.runner import MACRO_METRIC, MACRO_TASK, evaluate, load_results
+from evaluation.runner import MACRO_METRIC, MACRO_TASK, continuation_logprob, evaluate, load_results
 from evaluation.schema import EvalItem, load_task_file
-from selfspec.clients.protocols import Generator
+from selfspec.clients.protocols import Generator, Scorer
 from selfspec.errors import BackendResponseError, BackendUnavailable, ConfigError, StageError
 from selfspec.prompts import render
-from selfspec.types import Completion, SamplingParams
+from selfspec.types import Completion, SamplingParams, TokenLogprobs
 
 Answer = Callable[[str, str], str]  # (model, item input) -> text
 
@@ -110,17 +110,21 @@ async def test_runner_scores_models_and_writes_outputs(task_files: list[Path], t
     results = await evaluate(generator, models=["base", "r1", "r2"], task_files=task_files, shots=[0],
                              out_dir=out, resamples=100)
     assert isinstance(generator, Generator)
-    main = {(r.model, r.task): r for r in results if r.metric in ("macro_f1", "entity_f1", "rouge_l")}
+    main = {(r.model, r.task): r for r in results
+            if r.metric in ("macro_f1", "entity_f1", "rouge_l") and r.baseline is None}
     for task in ("sentiment", "ner", "qa", "summary"):
         assert main[("r1", task)].value == pytest.approx(100.0)
     assert main[("base", "sentiment")].value == 0.0
-    macro = {r.model: r for r in results if r.task == MACRO_TASK}
+    macro = {r.model: r for r in results if r.task == MACRO_TASK and r.baseline is None}
     assert macro["r1"].value == pytest.approx(100.0) and macro["r1"].metric == MACRO_METRIC
     assert macro["r1"].n == 4
     assert macro["base"].value < macro["r2"].value <= macro["r1"].value
     for result in results:
         assert result.ci_low is not None and result.ci_high is not None
         assert result.ci_low <= result.value + 1e-9 and result.value <= result.ci_high + 1e-9
+        assert result.scoring == "generate"
+    differences = {(r.model, r.baseline) for r in results if r.task == MACRO_TASK and r.baseline is not None}
+    assert differences == {("r1", "base"), ("r2", "base"), ("r2", "r1")}
     assert load_results(out / "results.json") == results
     config = json.loads((out / "results.json").read_text())["config"]
     assert config["value_unit"] == "percent"
@@ -320,3 +324,107 @@ def test_choose_demos_is_deterministic_and_excludes_item_and_copies() -> None:
     big = [item(i, f"text {i}") for i in range(50)]
     picks = {tuple(d.id for d in choose_demos(big[0], big, 3, seed=s)) for s in range(5)}
     assert len(picks) > 1 and all(len(p) == 3 and "i0" not in p for p in picks)
+
+
+# ---- scoring modes: choice (log-likelihood of each option) and constrained (decoding limited to labels) ----
+
+class FakeScorer(FakeGenerator):
+    """Also implements Scorer: r1 puts its probability on the gold label, base and r2 on the first label.
+
+    Prompt "tokens" are whitespace-separated words; every prompt word costs -1, an option word
+    -0.1 for a favoured label and -3 otherwise."""
+
+    def __init__(self, task_files: list[Path]) -> None:
+        super().__init__(_oracle(task_files))
+        self.gold = _gold_by_input(task_files)
+        self.scoring_calls: list[tuple[str, list[str], str]] = []  # (method, prompts or choices, model)
+
+    def _favoured(self, model: str, prompt: str) -> str:
+        item = self.gold[_final_input(prompt)]
+        return item.gold_label if model == "r1" else item.label_set[0]
+
+    async def prompt_logprobs(self, prompts: Sequence[str], *, model: str) -> list[TokenLogprobs]:
+        self.scoring_calls.append(("prompt_logprobs", list(prompts), model))
+        context = prompts[0]
+        favoured = self._favoured(model, context)
+        out = []
+        for prompt in prompts:
+            words = prompt.split(" ")
+            tokens = [words[0], *(" " + w for w in words[1:])]
+            option = prompt[len(context) + 1:]
+            cost = -0.1 if option == favoured else -3.0
+            values = [None, *(-1.0 for _ in context.split(" ")[1:]), *(cost for _ in option.split(" ") if option)]
+            out.append(TokenLogprobs(tokens=tuple(tokens), token_logprobs=tuple(values)))
+        return out
+
+    async def choose(self, prompt: str, choices: Sequence[str], *, model: str, params: SamplingParams) -> Completion:
+        self.scoring_calls.append(("choose", list(choices), model))
+        return Completion(text=self._favoured(model, prompt), finish_reason="stop", model=model)
+
+
+async def test_choice_and_constrained_scoring_of_label_tasks(task_files: list[Path], tmp_path: Path) -> None:
+    scorer = FakeScorer(task_files)
+    assert isinstance(scorer, Scorer)
+    out = tmp_path / "out"
+    results = await evaluate(scorer, models=["base", "r1", "r2"], task_files=task_files, shots=[0], out_dir=out,
+                             resamples=100, scoring=["generate", "choice", "constrained"])
+    scores = {(r.scoring, r.model, r.task, r.metric): r for r in results if r.baseline is None}
+    # Label tasks (sentiment: 9 items, qa: 6) in all three modes; the others by generation only.
+    assert {t for (mode, _, t, _) in scores if mode == "choice"} == {"sentiment", "qa", MACRO_TASK}
+    assert {t for (mode, _, t, _) in scores if mode == "generate"} == {"sentiment", "qa", "ner", "summary", MACRO_TASK}
+    for task in ("sentiment", "qa"):
+        assert scores[("choice", "r1", task, "acc")].value == pytest.approx(100.0)
+        assert scores[("choice", "r1", task, "macro_f1")].value == pytest.approx(100.0)
+        # base always picks the first label: right on a third of the items.
+        assert scores[("choice", "base", task, "acc")].value == pytest.approx(100.0 / 3, abs=1e-3)
+        for model in ("base", "r1", "r2"):
+            assert scores[("constrained", model, task, "invalid_rate")].value == 0.0
+    assert scores[("choice", "r1", MACRO_TASK, MACRO_METRIC)].n == 2
+    # One request per item and model in choice mode: the bare prompt, then prompt + " " + each option.
+    calls = [c for c in scorer.scoring_calls if c[0] == "prompt_logprobs"]
+    assert len(calls) == (9 + 6) * 3
+    for _, prompts, _ in calls:
+        assert prompts[0].endswith("### Response:\n")
+        assert prompts[1:] == [prompts[0] + " " + label for label in load_labels(prompts[0], scorer)]
+    rows = [json.loads(line) for line in (out / "predictions" / "r1" / "sentiment.0shot.choice.jsonl").open()]
+    assert len(rows) == 9 and all(len(r["option_logprobs"]) == 3 and r["prediction"] == r["gold"] for r in rows)
+    # Paired differences per mode, task and macro average.
+    diffs = {(r.scoring, r.task, r.model, r.baseline): r for r in results if r.baseline is not None}
+    delta = diffs[("choice", "sentiment", "r1", "base")]
+    assert delta.value == pytest.approx(100.0 - scores[("choice", "base", "sentiment", "macro_f1")].value, abs=1e-3)
+    assert delta.ci_low is not None and delta.ci_low > 0
+    assert ("choice", "ner", "r1", "base") not in diffs and ("generate", "ner", "r2", "r1") in diffs
+
+    # Resume works per mode: nothing is asked again.
+    before = (len(scorer.calls), len(scorer.scoring_calls))
+    again = await evaluate(scorer, models=["base", "r1", "r2"], task_files=task_files, shots=[0], out_dir=out,
+                           resamples=100, scoring=["generate", "choice", "constrained"])
+    assert (len(scorer.calls), len(scorer.scoring_calls)) == before
+    assert again == results
+
+    text = write_report(results, out).read_text()
+    assert "### 0-shot, choice" in text and "### 0-shot, constrained" in text
+    assert "| task | measure | n | r1 − base | r2 − base | r2 − r1 |" in text
+    assert "Invalid answers" in text and "acc_norm" in text
+
+
+def load_labels(prompt: str, scorer: FakeScorer) -> tuple[str, ...]:
+    return scorer.gold[_final_input(prompt)].label_set
+
+
+async def test_scoring_modes_need_a_scorer(task_files: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="choice"):
+        await evaluate(FakeGenerator(_oracle(task_files)), models=["base"], task_files=task_files, shots=[0],
+                       out_dir=tmp_path, scoring=["choice"])
+    with pytest.raises(ConfigError, match="scoring"):
+        await evaluate(FakeScorer(task_files), models=["base"], task_files=task_files, shots=[0],
+                       out_dir=tmp_path, scoring=["loglik"])
+
+
+def test_continuation_logprob_starts_where_the_prompt_ends() -> None:
+    context = TokenLogprobs(tokens=("A", " cat", ":"), token_logprobs=(None, -1.0, -2.0))
+    full = TokenLogprobs(tokens=("A", " cat", ":", " yes", "!"), token_logprobs=(None, -1.0, -2.0, -0.5, -0.25))
+    assert continuation_logprob(context, full) == pytest.approx(-0.75)
+    # A tokenizer that merges across the boundary: the merged token counts as continuation.
+    merged = TokenLogprobs(tokens=("A", " cat", ": yes"), token_logprobs=(None, -1.0, -4.0))
+    assert continuation_logprob(context, merged) == pytest.approx(-4.0)
