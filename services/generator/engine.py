@@ -109,6 +109,13 @@ def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
     return text[:cut], cut < len(text)
 
 
+# Nucleus sampling looks at the best candidates only: sorting Gemma 3's 262k-token vocabulary for every
+# row at every step was 18% of a sampled batch's time. The candidates' probabilities are still
+# normalised over the whole vocabulary, so the nucleus is exact whenever it fits in the candidates
+# (for top_p <= 0.98 it takes a few dozen tokens on these models); when it does not, the step sorts all.
+TOP_CANDIDATES = 1024
+
+
 class _PerRowSampling(LogitsProcessor):
     """Each row's own temperature and top_p; greedy rows keep only their argmax (so sampling = argmax)."""
 
@@ -120,9 +127,12 @@ class _PerRowSampling(LogitsProcessor):
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         scores = scores / self.temperature.to(scores.dtype)
-        ordered, indices = torch.sort(scores, descending=True, dim=-1)
-        cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
-        drop = (cumulative - torch.softmax(ordered, dim=-1)) >= self.top_p  # keep the token that crosses top_p
+        ordered, indices = torch.topk(scores, min(TOP_CANDIDATES, scores.shape[-1]), dim=-1)  # sorted
+        probs = torch.exp(ordered - torch.logsumexp(scores, dim=-1, keepdim=True))
+        if bool(((probs.sum(dim=-1, keepdim=True) < self.top_p) & ~self.greedy[:, None]).any()):
+            ordered, indices = torch.sort(scores, descending=True, dim=-1)
+            probs = torch.softmax(ordered, dim=-1)
+        drop = (probs.cumsum(dim=-1) - probs) >= self.top_p  # keep the token that crosses top_p
         drop[self.greedy, 1:] = True  # greedy: only the best token survives
         masked = ordered.masked_fill(drop, float("-inf"))
         return torch.full_like(scores, float("-inf")).scatter(-1, indices, masked)
