@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.circuit import Circuit
+from orchestrator.pipeline.decontamination import Screen, build_screen, screen_records
 from orchestrator.pipeline.filtering import InstructionFilter
-from orchestrator.pipeline.records import export_round
+from orchestrator.pipeline.records import export_round, seed_record, write_training_set
 from orchestrator.runner import ProgressSink, RoundResult, RoundRunner, RoundSpec
 from orchestrator.store import RunStore
 from selfspec.adapters import validate_adapter_name
@@ -53,6 +54,7 @@ class RunSummary:
     adapters: dict[int, AdapterRef] = field(default_factory=dict)
     datasets: dict[int, Path] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # lines for the summary (decontamination)
 
 
 def new_run_id(name: str) -> str:
@@ -100,6 +102,7 @@ class RunDriver:
             seeds = [s for s in seeds if s.id in chosen]
         self.prompt_seeds, self.held_out = split_seeds(seeds, config.run.held_out_seeds)
         self._clock = clock
+        self._screen: Screen | None = None
 
     def create(self, run_id: str | None = None) -> str:
         run_id = run_id or new_run_id(self.config.run.name)
@@ -215,8 +218,9 @@ class RunDriver:
             self.store.set_status(run_id, "running", phase=f"round{rnd}:training", round=rnd)
             started = self._clock()
             init = Path(previous.path) if (rnd > 1 and cfg.rounds.round2.init_from == "r1" and previous) else None
+            dataset = self._training_set(run_id, rnd, paths["sft"], summary)
             adapter = await self.trainer.train_adapter(
-                dataset=paths["sft"], name=adapter_name(run_id, rnd), round=rnd, run_id=run_id, init_adapter=init)
+                dataset=dataset, name=adapter_name(run_id, rnd), round=rnd, run_id=run_id, init_adapter=init)
             summary.phase_seconds[f"round{rnd}:training"] = self._clock() - started
             self.store.record_adapter(run_id, rnd, adapter.name, adapter.path, adapter.model_dump(mode="json"))
             summary.adapters[rnd] = adapter
@@ -226,6 +230,30 @@ class RunDriver:
             await hot_load(self.generator, adapter)
             summary.phase_seconds[f"round{rnd}:hot-load"] = self._clock() - started
             previous = adapter
+
+
+    def _training_set(self, run_id: str, rnd: int, sft_path: Path, summary: RunSummary) -> Path:
+        """train.jsonl next to the export: the round's records minus any that share a 13-gram with an
+        evaluation item or a held-back seed (printed: it must be 0), plus the prompting seeds with
+        `training.mix_seeds` (held-back seeds stay held back)."""
+        from evaluation.schema import find_task_files
+        from trainer.data import load_sft_records
+
+        if self._screen is None:
+            task_files = find_task_files([self.config.resolve(Path(t)) for t in self.config.eval.tasks])
+            self._screen = build_screen(task_files, self.held_out)
+        candidates = load_sft_records(sft_path) if sft_path.stat().st_size else []
+        if self.config.training.mix_seeds:
+            candidates += [seed_record(seed, run_id=run_id, round=rnd) for seed in self.prompt_seeds]
+        records, dropped = screen_records(candidates, self._screen)
+        line = (f"round {rnd} training set: {len(dropped)} of {len(candidates)} records share a "
+                f"{self._screen.n}-gram with the {self._screen.protected} evaluation items and held-back seeds"
+                + (f" (left out: {', '.join(dropped[:5])})" if dropped else ""))
+        log.info("%s", line)
+        summary.notes.append(line)
+        self.store.add_event(run_id, "decontamination", {"round": rnd, "dropped": dropped,
+                                                         "protected": self._screen.protected})
+        return write_training_set(records, sft_path.with_name("train.jsonl"))
 
 
 def _adapter_ref(row: dict[str, Any]) -> AdapterRef:

@@ -59,6 +59,8 @@ def print_summary(console: Console, services: Services, summary: RunSummary) -> 
     console.print(table)
     for rnd, path in summary.datasets.items():
         console.print(f"round {rnd} dataset: {path.parent}/{{sft,alpaca,messages,provenance}}.jsonl")
+    for note in summary.notes:
+        console.print(note)
     for rnd, adapter in summary.adapters.items():
         console.print(f"round {rnd} adapter: {adapter.path}")
     timing = Table(title="wall time per phase")

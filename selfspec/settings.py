@@ -130,6 +130,7 @@ class TrainingSection(_Section):
     max_length: int = Field(512, ge=32)
     quantization: Literal["auto", "nf4", "none"] = "auto"
     max_steps: int = Field(-1, description="-1 = derive from epochs")
+    mix_seeds: bool = Field(False, description="also train on the prompting seed tasks (the paper does not)")
 
 
 class Round2Section(_Section):

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from selfspec.files import atomic_open
-from selfspec.types import ChatMessage, Sample, SFTRecord
+from selfspec.types import ChatMessage, Sample, SeedTask, SFTRecord
 
 
 def user_message(instruction: str, input_text: str) -> str:
@@ -29,6 +29,25 @@ def build_sft_record(sample: Sample) -> SFTRecord:
             ChatMessage(role="assistant", content=sample.response),
         ),
     )
+
+
+def seed_record(seed: SeedTask, *, run_id: str, round: int) -> SFTRecord:
+    """A human-written seed task as an SFT record (`training.mix_seeds`), marked by its `seed:` id."""
+    return SFTRecord(
+        id=f"seed:{seed.id}:sft", run_id=run_id, round=round, source_sample_id=f"seed:{seed.id}",
+        instruction=seed.instruction, input=seed.input, output=seed.output,
+        messages=(ChatMessage(role="user", content=user_message(seed.instruction, seed.input)),
+                  ChatMessage(role="assistant", content=seed.output)),
+    )
+
+
+def write_training_set(records: Iterable[SFTRecord], out: Path) -> Path:
+    """The records the adapter is trained on (screened synthetic records, plus seeds with `mix_seeds`);
+    the exported dataset files stay as synthesised."""
+    with atomic_open(out) as handle:
+        for record in records:
+            handle.write(record.model_dump_json() + "\n")
+    return out
 
 
 DATASET_FORMATS = ("sft", "alpaca", "messages", "provenance")
