@@ -7,9 +7,9 @@ own `max_tokens` or stop strings. Adapter loads/unloads run on the same thread b
 they are serialised and never race a forward pass.
 
 Scoring jobs (prompt log-probabilities for `echo` + `logprobs`, constrained choice) are batched
-with each other, never with generation: one right-padded forward pass over all their rows, a row
-that is a prefix of another row of the same adapter computed once, and the output layer applied
-in chunks (scoring.py), so no [batch, seq, vocab] tensor is ever built.
+with each other, never with generation: the prefix a job's rows share (an eval item's prompt) runs
+once, keeping its KV cache, then only the rows' own tokens (the options) run over that cache; the
+output layer is applied in chunks (scoring.py), so no [batch, seq, vocab] tensor is ever built.
 """
 
 from __future__ import annotations
@@ -481,58 +481,81 @@ class GenerationEngine:
 
     @torch.inference_mode()
     def _score(self, jobs: list[_ScoreJob]) -> list[Any]:
-        rows = [(job.adapter, row) for job in jobs for row in job.rows]
-        # A row that is a prefix of a longer row of the same adapter (an eval item's bare prompt next to
-        # prompt + option) reads that row's hidden states: causal attention makes them identical.
-        computed: list[int] = []
-        source = [0] * len(rows)
-        for i in sorted(range(len(rows)), key=lambda i: -len(rows[i][1])):
-            adapter, ids = rows[i]
-            for slot, c in enumerate(computed):
-                if rows[c][0] == adapter and rows[c][1][: len(ids)] == ids:
-                    source[i] = slot
-                    break
-            else:
-                source[i] = len(computed)
-                computed.append(i)
-        hidden = self._hidden_states([rows[c] for c in computed])
+        """One batch of scoring jobs. The rows of a job usually share a long prefix (an eval item's prompt,
+        then one option per row): the prefixes run once, in one pass that keeps the KV cache, and only
+        the rows' remaining tokens run in a second pass over that cache, so k options of a 300-token
+        prompt cost about one prompt, not k."""
+        shared = [_common_prefix(job.rows) for job in jobs]
+        longest = max(len(row) for job in jobs for row in job.rows)
+        window = getattr(self._base_model().config.get_text_config(), "sliding_window", None)
+        if min(shared) == 0 or (window and longest + max(shared) > window):
+            # No shared prefix to reuse (or a sliding-window cache could drop part of a padded prefix).
+            hidden, _ = self._forward([(job.adapter, row) for job in jobs for row in job.rows])
+            per_job, cursor = [], 0
+            for job in jobs:
+                per_job.append(hidden[cursor : cursor + len(job.rows)])
+                cursor += len(job.rows)
+        else:
+            per_job = self._hidden_with_shared_prefixes(jobs, shared)
         head = scoring.output_head(self._base_model(), scoring.final_softcap(self.model.config))
-        results, cursor = [], 0
-        for job in jobs:
-            index = torch.tensor(source[cursor : cursor + len(job.rows)])
+        return [job.work(hidden, head) for job, hidden in zip(jobs, per_job, strict=True)]
+
+    def _hidden_with_shared_prefixes(self, jobs: list[_ScoreJob], shared: list[int]) -> list[torch.Tensor]:
+        prefixes = [(job.adapter, job.rows[0][:p]) for job, p in zip(jobs, shared, strict=True)]
+        prefix_hidden, cache = self._forward(prefixes, keep_cache=True)
+        owners = [j for j, job in enumerate(jobs) for _ in job.rows]
+        tails = [(job.adapter, row[p:]) for job, p in zip(jobs, shared, strict=True) for row in job.rows]
+        tail_hidden = None
+        if any(ids for _, ids in tails):
+            cache.reorder_cache(torch.tensor(owners))  # one copy of its job's prefix per row
+            tail_hidden, _ = self._forward(tails, past=cache, past_lens=[shared[j] for j in owners])
+        per_job, cursor = [], 0
+        for j, job in enumerate(jobs):
+            width = max(len(row) for row in job.rows) - shared[j]
+            prefix = prefix_hidden[j : j + 1, : shared[j]].expand(len(job.rows), -1, -1)
+            if tail_hidden is not None and width > 0:
+                prefix = torch.cat([prefix, tail_hidden[cursor : cursor + len(job.rows), :width]], dim=1)
+            per_job.append(prefix)
             cursor += len(job.rows)
-            results.append(job.work(hidden[index], head))
-        return results
+        return per_job
 
     def _base_model(self) -> Any:
         from peft import PeftModel
 
         return self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
 
-    def _hidden_states(self, rows: list[tuple[str | None, list[int]]]) -> torch.Tensor:
-        """Last hidden states [rows, longest, d] of right-padded rows (positions count from 0 in every
-        row, as when each is run alone); the output layer runs on one position per row only."""
-        longest = max(len(ids) for _, ids in rows)
+    def _forward(self, rows: list[tuple[str | None, list[int]]], *, keep_cache: bool = False, past: Any = None,
+                 past_lens: list[int] | None = None) -> tuple[torch.Tensor, Any]:
+        """Last hidden states [rows, longest, d] of right-padded rows, and the KV cache if asked; with
+        `past`, row i continues a cached prefix of `past_lens[i]` real tokens (the cache is padded to the
+        longest). Positions are those of each row run alone; the output layer runs on one position per row."""
+        longest = max(1, max(len(ids) for _, ids in rows))
         input_ids = torch.full((len(rows), longest), self.tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(rows), longest), dtype=torch.long)
         for row, (_, ids) in enumerate(rows):
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             attention[row, : len(ids)] = 1
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "logits_to_keep": 1,
+                                  "use_cache": keep_cache or past is not None}
+        if past is not None and past_lens is not None:
+            cached = torch.arange(past.get_seq_length())[None, :] < torch.tensor(past_lens)[:, None]
+            kwargs.update(cache=past, attention_mask=torch.cat([cached.long(), attention], dim=1),
+                          position_ids=torch.tensor(past_lens)[:, None] + torch.arange(longest)[None, :])
+        else:
+            kwargs["attention_mask"] = attention
+        if self.adapters:
+            kwargs["adapter_names"] = [adapter or BASE_ADAPTER for adapter, _ in rows]
         captured: list[torch.Tensor] = []
 
         def keep(module: Any, args: Any, output: Any) -> None:
             captured.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
 
-        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention, "logits_to_keep": 1,
-                                  "use_cache": False}
-        if self.adapters:
-            kwargs["adapter_names"] = [adapter or BASE_ADAPTER for adapter, _ in rows]
         handle = self._base_model().get_decoder().register_forward_hook(keep)
         try:
-            self.model(**kwargs)
+            output = self.model(**kwargs)
         finally:
             handle.remove()
-        return captured[-1]
+        return captured[-1], output.cache if keep_cache else None
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
@@ -540,6 +563,15 @@ class GenerationEngine:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
+
+
+def _common_prefix(rows: list[list[int]]) -> int:
+    """Length of the longest token prefix all rows share."""
+    first, shortest = rows[0], min(len(row) for row in rows)
+    for i in range(shortest):
+        if any(row[i] != first[i] for row in rows):
+            return i
+    return shortest
 
 
 def _set_result(future: asyncio.Future[Any], value: Any) -> None:
