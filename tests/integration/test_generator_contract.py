@@ -368,6 +368,10 @@ def test_structured_choice_always_answers_one_of_the_choices(
         assert response.status_code == 200, response.text
         text = response.json()["choices"][0]["text"]
         assert text in CHOICES
+        if target.kind != "embedded":
+            # vLLM's grammar also allows non-canonical tokenizations of a choice (" g" + "reen"), so its greedy
+            # path can differ from the canonical-token walk below when such a prefix token is likelier.
+            continue
         # The choices start with different tokens, so greedy decoding picks the likeliest first token.
         ids = reference.ids(prompt)
         first = reference.logprobs(ids)[-1]
