@@ -76,10 +76,11 @@ def _summary(results: list[EvalResult]) -> Table:
 
 
 async def _run_eval(*, urls: list[str], models: list[str], task_files: list[Path], shots: list[int], out: Path,
-                    max_items: int | None, concurrency: int, seed: int, scoring: list[str]) -> list[EvalResult]:
+                    max_items: int | None, concurrency: int, seed: int, scoring: list[str],
+                    timeout_s: float) -> list[EvalResult]:
     from selfspec.clients.openai_compat import OpenAICompatGenerator
 
-    generator = OpenAICompatGenerator(urls, in_flight=concurrency)
+    generator = OpenAICompatGenerator(urls, in_flight=concurrency, timeout_s=timeout_s)
     progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("eta"), TimeRemainingColumn(), console=console)
     try:
@@ -108,6 +109,8 @@ def eval_command(
     max_items: Annotated[int, typer.Option(min=0, help="first N items per task (0 = all)")] = 0,
     concurrency: Annotated[int, typer.Option(min=1, help="generation calls in flight")] = 16,
     seed: Annotated[int, typer.Option(help="seed for k-shot demonstrations and bootstrap")] = 0,
+    timeout_s: Annotated[float, typer.Option(
+        min=1, help="per-request timeout; a CPU generator with a long queue needs minutes")] = 1200.0,
     contamination_dataset: Annotated[list[Path] | None, typer.Option(
         "--contamination-dataset", help="synthetic dataset JSONL to check for n-gram overlap (repeatable)")] = None,
     ngram: Annotated[int, typer.Option(min=1, help="n for the contamination check")] = 13,
@@ -121,7 +124,7 @@ def eval_command(
         results = asyncio.run(_run_eval(
             urls=generator_url or [DEFAULT_GENERATOR_URL], models=parse_csv(models, what="--models"),
             task_files=task_files, shots=parse_shots(shots), out=out, max_items=max_items or None,
-            concurrency=concurrency, seed=seed, scoring=parse_scoring(scoring),
+            concurrency=concurrency, seed=seed, scoring=parse_scoring(scoring), timeout_s=timeout_s,
         ))
         items = [item for path in task_files for item in load_task_file(path)]
         contamination = [
