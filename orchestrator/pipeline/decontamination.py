@@ -4,7 +4,8 @@ The same rule as the report's contamination check (`evaluation.contamination`, G
 evaluation item's text (its input, or its instruction when it has none) is tokenised into lower-case
 alphanumeric words; a sample that shares any n-gram with it, or contains the whole token sequence of an
 item shorter than n, is held back from the training set. Held-back seed tasks (the before/after
-comparison) are screened the same way, on their instruction, input and output.
+comparison) are screened the same way, on their instruction with input, and on their output. A text of
+fewer than `MIN_SHORT` words is not protected: a one-word label ("positive") in a sample is no leak.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from selfspec.types import Sample, SeedTask, SFTRecord
 
 log = logging.getLogger(__name__)
 
+MIN_SHORT = 5  # shorter protected texts would match any sample that uses their words
+
 
 @dataclass
 class Screen:
@@ -31,7 +34,7 @@ class Screen:
 
     def protect(self, text: str) -> None:
         tokens = tokenize(text)
-        if not tokens:
+        if len(tokens) < MIN_SHORT:
             return
         self.protected += 1
         if len(tokens) >= self.n:
@@ -55,8 +58,8 @@ def build_screen(task_files: Sequence[Path], held_out: Sequence[SeedTask], *, n:
         for item in load_task_file(path):
             screen.protect(item.input or item.instruction)
     for seed in held_out:
-        for text in (seed.instruction, seed.input, seed.output):
-            screen.protect(text)
+        screen.protect(f"{seed.instruction}\n{seed.input}")
+        screen.protect(seed.output)
     return screen
 
 

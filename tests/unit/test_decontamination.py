@@ -24,7 +24,8 @@ def _task_file(tmp_path: Path) -> Path:
     rows = [
         {"id": "c1", "task": "chem", "instruction": "List the drugs.", "input": EVAL_INPUT, "output": ["ibuprofen"],
          "metric": "entity_f1"},
-        {"id": "c2", "task": "chem", "instruction": "List the drugs.", "input": "Take aspirin.", "output": ["aspirin"],
+        {"id": "c2", "task": "chem", "instruction": "List the drugs.", "input": "Take aspirin with food today.",
+         "output": ["aspirin"],
          "metric": "entity_f1"},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -36,7 +37,7 @@ def test_screen_drops_records_sharing_a_13_gram_with_an_eval_input_or_a_held_bac
                     "warfarin in the human liver and explain briefly why it matters for dosing", input="",
                     output="CYP2C9.")
     screen = build_screen([_task_file(tmp_path)], [held])
-    assert screen.protected == 2 + 2  # two eval inputs; the held seed's instruction and output
+    assert screen.protected == 2 + 1  # two eval inputs; the held seed's task (its one-word output is no leak)
     records = [
         _record("clean", "Ibuprofen relieves pain."),
         # 13 consecutive words of the eval input, with different case and punctuation: still a hit.
@@ -45,12 +46,13 @@ def test_screen_drops_records_sharing_a_13_gram_with_an_eval_input_or_a_held_bac
         _record("seedleak", "ok", instruction="Name the enzyme that metabolises warfarin in the human liver and "
                                               "explain briefly why it matters for dosing"),
         # An eval input shorter than 13 words counts only as a whole sequence.
-        _record("short", "Patients should take aspirin."),
-        _record("shortclean", "Aspirin, taken daily."),
+        _record("short", "Patients should take aspirin with food today if needed."),
+        _record("shortclean", "Aspirin, taken daily with food."),
+        _record("label", "CYP2C9."),  # the held seed's one-word answer, in another task: no leak
     ]
     kept, dropped = screen_records(records, screen)
     assert dropped == ["copied", "seedleak", "short"]
-    assert [r.id for r in kept] == ["clean", "shortclean"]
+    assert [r.id for r in kept] == ["clean", "shortclean", "label"]
 
 
 def test_seed_record_carries_the_seed_and_is_marked() -> None:
