@@ -486,9 +486,9 @@ class GenerationEngine:
         the rows' remaining tokens run in a second pass over that cache, so k options of a 300-token
         prompt cost about one prompt, not k."""
         shared = [_common_prefix(job.rows) for job in jobs]
-        longest = max(len(row) for job in jobs for row in job.rows)
+        tail = max(len(row) - p for job, p in zip(jobs, shared, strict=True) for row in job.rows)
         window = getattr(self._base_model().config.get_text_config(), "sliding_window", None)
-        if min(shared) == 0 or (window and longest + max(shared) > window):
+        if min(shared) == 0 or (window and max(shared) + tail > window):
             # No shared prefix to reuse (or a sliding-window cache could drop part of a padded prefix).
             hidden, _ = self._forward([(job.adapter, row) for job in jobs for row in job.rows])
             per_job, cursor = [], 0
