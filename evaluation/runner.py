@@ -53,7 +53,10 @@ MACRO_METRIC = "macro_avg"
 RESULTS_FILE = "results.json"
 SCORING_MODES: tuple[str, ...] = ("generate", "choice", "constrained")
 LABEL_METRICS: frozenset[Metric] = frozenset({"label_f1", "yes_no"})  # the metrics choice/constrained can score
-TARGET_DELIMITER = " "  # between prompt and option in choice scoring (lm-evaluation-harness's default)
+# Between prompt and option in choice scoring. lm-evaluation-harness puts " " after contexts like
+# "Answer:"; our prompts end in "### Response:\n", after which an answer starts directly (that is what
+# an adapter is trained to write), so a leading space would score an unnatural tokenisation.
+TARGET_DELIMITER = ""
 Progress = Callable[[int, int], None]
 LogKey = tuple[str, int, str, str]  # (model, shots, task, scoring mode)
 

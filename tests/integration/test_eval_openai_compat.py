@@ -87,7 +87,7 @@ async def test_choice_and_constrained_scoring_over_http(tmp_path: Path) -> None:
     assert len(echo) == 12 * 2  # one request per item and model, all options in it
     for body in echo:
         assert body["logprobs"] == 1 and body["max_tokens"] == 0 and len(body["prompt"]) == 1 + len(labels)
-        assert body["prompt"][1:] == [body["prompt"][0] + " " + label for label in labels]
+        assert body["prompt"][1:] == [body["prompt"][0] + label for label in labels]  # the prompt ends in a newline: no delimiter
     constrained = [body for body in seen if "structured_outputs" in body]
     assert len(constrained) == 12 * 2
     assert all(body["structured_outputs"] == {"choice": labels} for body in constrained)

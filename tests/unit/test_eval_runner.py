@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 from evaluation.commands import convert_command, eval_command
 from evaluation.prompting import STOP
 from evaluation.report import write_report
-from evaluation.runner import MACRO_METRIC, MACRO_TASK, continuation_logprob, evaluate, load_results
+from evaluation.runner import (
+    MACRO_METRIC,
+    MACRO_TASK,
+    TARGET_DELIMITER,
+    continuation_logprob,
+    evaluate,
+    load_results,
+)
 from evaluation.schema import EvalItem, load_task_file
 from selfspec.clients.protocols import Generator, Scorer
 from selfspec.errors import BackendResponseError, BackendUnavailable, ConfigError, StageError
@@ -347,13 +354,15 @@ class FakeScorer(FakeGenerator):
         self.scoring_calls.append(("prompt_logprobs", list(prompts), model))
         context = prompts[0]
         favoured = self._favoured(model, context)
+        words = context.split(" ")
+        context_tokens = [words[0], *(" " + w for w in words[1:])]
+        context_values: list[float | None] = [None, *(-1.0 for _ in words[1:])]
         out = []
         for prompt in prompts:
-            words = prompt.split(" ")
-            tokens = [words[0], *(" " + w for w in words[1:])]
-            option = prompt[len(context) + 1:]
+            option = prompt[len(context) + len(TARGET_DELIMITER):]
             cost = -0.1 if option == favoured else -3.0
-            values = [None, *(-1.0 for _ in context.split(" ")[1:]), *(cost for _ in option.split(" ") if option)]
+            tokens = context_tokens + ([TARGET_DELIMITER + option] if option else [])  # the option: one token
+            values = context_values + ([cost] if option else [])
             out.append(TokenLogprobs(tokens=tuple(tokens), token_logprobs=tuple(values)))
         return out
 
@@ -385,7 +394,7 @@ async def test_choice_and_constrained_scoring_of_label_tasks(task_files: list[Pa
     assert len(calls) == (9 + 6) * 3
     for _, prompts, _ in calls:
         assert prompts[0].endswith("### Response:\n")
-        assert prompts[1:] == [prompts[0] + " " + label for label in load_labels(prompts[0], scorer)]
+        assert prompts[1:] == [prompts[0] + TARGET_DELIMITER + label for label in load_labels(prompts[0], scorer)]
     rows = [json.loads(line) for line in (out / "predictions" / "r1" / "sentiment.0shot.choice.jsonl").open()]
     assert len(rows) == 9 and all(len(r["option_logprobs"]) == 3 and r["prediction"] == r["gold"] for r in rows)
     # Paired differences per mode, task and macro average.
