@@ -9,7 +9,6 @@ The config gives the services (generator URLs, retriever), the storage dirs and 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +16,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.app.settings import ApiSettings
+from selfspec.auth import is_loopback
 from selfspec.errors import SelfSpecError
 from selfspec.settings import load_config
 
@@ -24,15 +24,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8000
 GRACEFUL_SHUTDOWN_S = 15  # open SSE streams are closed after this on shutdown
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, settings: ApiSettings) -> None:

@@ -2,7 +2,8 @@
 
 On the embedded default nothing needs to be running: the generator is started as a child process
 on a free loopback port (and stopped by its PID at the end), BM25 runs in process, and training runs
-as a local subprocess. Configured URLs switch each part to remote services.
+as a local subprocess. Configured URLs switch each part to remote services, which get the bearer tokens
+of `selfspec.auth.ServiceTokens` (SELFSPEC_SERVICE_TOKEN, SELFSPEC_GENERATOR_API_KEY).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.store import RunStore
+from selfspec.auth import ServiceTokens
 from selfspec.clients.openai_compat import OpenAICompatGenerator
 from selfspec.clients.protocols import Retriever
 from selfspec.corpus import iter_corpus
@@ -42,7 +44,8 @@ class LocalAdapterTrainer:
         if runner is None and config.services.trainer_url:
             from trainer.client import HttpTrainerClient
 
-            runner = HttpTrainerClient(config.services.trainer_url, retries=config.services.retries)
+            runner = HttpTrainerClient(config.services.trainer_url, retries=config.services.retries,
+                                       api_key=ServiceTokens().service)
         if runner is None:
             from trainer.jobs import LocalSubprocessRunner
 
@@ -101,7 +104,8 @@ async def connect_retriever(config: RunConfig, stack: AsyncExitStack) -> Retriev
     if not services.retriever_url:
         raise ConfigError(f"[services.retriever_url] is required when retrieval.backend = {backend!r}")
     remote = HttpRetriever(services.retriever_url, config.run.index, timeout=services.timeout_s,
-                           retries=services.retries, in_flight=services.retriever_in_flight)
+                           retries=services.retries, in_flight=services.retriever_in_flight,
+                           api_key=ServiceTokens().service)
     stack.push_async_callback(remote.aclose)
     return remote
 
@@ -138,10 +142,13 @@ async def start_generator(config: RunConfig, stack: AsyncExitStack) -> list[str]
 
 
 def generator_client(config: RunConfig, urls: list[str]) -> OpenAICompatGenerator:
+    """The generator replicas' client; it sends SELFSPEC_GENERATOR_API_KEY (else SELFSPEC_SERVICE_TOKEN), which
+    a generator we started ourselves ignores (it binds loopback without a key)."""
     services = config.services
     return OpenAICompatGenerator(
         urls, timeout_s=services.timeout_s, connect_timeout_s=services.connect_timeout_s,
         retries=services.retries, backoff_s=services.backoff_s, in_flight=services.generator_in_flight,
+        api_key=ServiceTokens().generator,
     )
 
 

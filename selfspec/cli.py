@@ -92,11 +92,23 @@ def serve_generator(
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     max_model_len: int = 4096,
     parent_pid: Annotated[int | None, typer.Option(help="exit when this process is gone (child mode)")] = None,
+    api_key: Annotated[list[str] | None, typer.Option(
+        "--api-key", envvar="VLLM_API_KEY", show_envvar=True,
+        help="as vLLM's --api-key: /v1/* needs `Authorization: Bearer KEY` (repeat for several keys); "
+             "without one the server binds loopback only")] = None,
 ) -> None:
     """Serve the OpenAI-compatible generator (vLLM's API, with live LoRA load/unload)."""
+    from selfspec.auth import bind_refusal
     from selfspec.models import resolve_model_path
     from selfspec.models import served_name as registry_name
 
+    api_keys = [key for key in api_key or [] if key]
+    refusal = bind_refusal(host, has_token=bool(api_keys), token_env="--api-key or VLLM_API_KEY")
+    if refusal is not None:
+        raise typer.BadParameter(refusal, param_hint="--host")
+    if engine == "vllm" and len(api_keys) > 1:
+        raise typer.BadParameter("vLLM takes one key through VLLM_API_KEY; pass a single --api-key",
+                                 param_hint="--api-key")
     try:
         model_path = resolve_model_path(model, cache_dir)
     except SelfSpecError as err:
@@ -114,7 +126,7 @@ def serve_generator(
         command = vllm_command(str(model_path), served_name=name, port=port, host=host, python=python,
                                max_model_len=max_model_len)
         console.print(" ".join(command))
-        os.execvpe(command[0], command, vllm_env())
+        os.execvpe(command[0], command, vllm_env(api_keys=api_keys))
     import uvicorn
 
     from services.generator.app import create_app
@@ -126,7 +138,7 @@ def serve_generator(
         exit_with_parent(parent_pid)
     gen_engine = GenerationEngine(model_path, served_name=name, adapters_dir=adapters_dir, max_batch=max_batch,
                                   max_queue=max_queue, threads=threads, max_model_len=max_model_len)
-    uvicorn.run(create_app(gen_engine), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(gen_engine, api_keys=api_keys), host=host, port=port, log_level="warning")
 
 
 def _register_optional_commands() -> None:
@@ -225,20 +237,24 @@ def sweep_command(
 
 # ---- adapters ----
 
-def _generator_client(urls: list[str]):  # type: ignore[no-untyped-def]
+def _generator_client(urls: list[str], api_key: str | None):  # type: ignore[no-untyped-def]
     from selfspec.clients.openai_compat import OpenAICompatGenerator
 
-    return OpenAICompatGenerator(urls, retries=1, timeout_s=60)
+    return OpenAICompatGenerator(urls, retries=1, timeout_s=60, api_key=api_key or None)
 
 
 GeneratorUrl = Annotated[list[str], typer.Option("--generator-url", "-g", help="generator replica URL(s)")]
+GeneratorKey = Annotated[str | None, typer.Option(
+    "--api-key", envvar=["SELFSPEC_GENERATOR_API_KEY", "SELFSPEC_SERVICE_TOKEN"], show_envvar=True,
+    help="bearer token of the generator (its --api-key / VLLM_API_KEY)")]
 
 
 @adapters_app.command("list")
-def adapters_list(generator_url: GeneratorUrl = ["http://127.0.0.1:8001"]) -> None:  # noqa: B006
+def adapters_list(generator_url: GeneratorUrl = ["http://127.0.0.1:8001"],  # noqa: B006
+                  api_key: GeneratorKey = None) -> None:
     """Adapters loaded on each replica."""
     async def go() -> dict[str, list[str]]:
-        async with _generator_client(generator_url) as client:
+        async with _generator_client(generator_url, api_key) as client:
             return await client.adapters_per_replica()
 
     try:
@@ -253,10 +269,11 @@ def adapters_load(
     name: str,
     path: Annotated[Path, typer.Argument(help="adapter dir (under the generator's adapters dir)")],
     generator_url: GeneratorUrl = ["http://127.0.0.1:8001"],  # noqa: B006
+    api_key: GeneratorKey = None,
 ) -> None:
     """Hot-load an adapter into every replica; a failure names the replica and loads nothing new."""
     async def go() -> None:
-        async with _generator_client(generator_url) as client:
+        async with _generator_client(generator_url, api_key) as client:
             await client.load_adapter(name, str(path.resolve()))
 
     try:
@@ -267,10 +284,11 @@ def adapters_load(
 
 
 @adapters_app.command("unload")
-def adapters_unload(name: str, generator_url: GeneratorUrl = ["http://127.0.0.1:8001"]) -> None:  # noqa: B006
+def adapters_unload(name: str, generator_url: GeneratorUrl = ["http://127.0.0.1:8001"],  # noqa: B006
+                    api_key: GeneratorKey = None) -> None:
     """Unload an adapter from every replica."""
     async def go() -> None:
-        async with _generator_client(generator_url) as client:
+        async with _generator_client(generator_url, api_key) as client:
             await client.unload_adapter(name)
 
     try:

@@ -15,7 +15,7 @@ def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run configs read SELFSPEC_* env vars; tests must not inherit a developer's overrides."""
     keep = {"SELFSPEC_CACHE_DIR", "SELFSPEC_ES_URL", "SELFSPEC_VLLM_URL", "SELFSPEC_VLLM_PYTHON"}
     for key in list(os.environ):
-        if key.startswith("SELFSPEC_") and key not in keep:
+        if (key.startswith("SELFSPEC_") and key not in keep) or key == "VLLM_API_KEY":
             monkeypatch.delenv(key)
 
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from selfspec.auth import SECRET_ENV
 from selfspec.errors import BackendTimeout, SelfSpecError
 from selfspec.files import write_text_atomic
 from selfspec.settings import REPO_ROOT
@@ -249,7 +250,7 @@ class LocalSubprocessRunner:
 
 def _child_env() -> dict[str, str]:
     """The trainer process finds this checkout's packages first; its stdout is unbuffered for the log."""
-    env = dict(os.environ)
+    env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV}  # it calls no service
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from selfspec.adapters import validate_adapter_path
+from selfspec.auth import BearerAuthMiddleware, ServiceTokens, bind_refusal
 from selfspec.errors import AdapterError, ConfigError, InputFileError, SelfSpecError
 from selfspec.settings import REPO_ROOT
 from trainer.config import TrainConfig, field_help
@@ -64,8 +65,10 @@ def confine_config(body: dict[str, Any], *, data_dir: Path, adapters_dir: Path) 
     return TrainConfig.from_dict(data)
 
 
-def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner | None = None) -> FastAPI:
-    """The app; `runner` defaults to a `LocalSubprocessRunner` keeping jobs under `<data_dir>/trainer-jobs`."""
+def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner | None = None,
+               token: str | None = None) -> FastAPI:
+    """The app; `runner` defaults to a `LocalSubprocessRunner` keeping jobs under `<data_dir>/trainer-jobs`.
+    With `token` (`SELFSPEC_SERVICE_TOKEN`) every route but /health needs it as a bearer token."""
     owned = runner is None
     jobs: TrainingJobRunner = runner or LocalSubprocessRunner(Path(data_dir) / "trainer-jobs")
 
@@ -107,11 +110,14 @@ def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner 
     async def get_job(job_id: str) -> JobStatus:
         return await jobs.status(job_id)
 
+    if token:
+        app.add_middleware(BearerAuthMiddleware, tokens=[token])
     return app
 
 
 def serve_trainer_command(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface to bind; non-loopback needs SELFSPEC_SERVICE_TOKEN.")] = (
+        "127.0.0.1"),
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
     data_dir: Annotated[Path, typer.Option(help="Datasets must lie here; jobs are kept here.")] = (
         REPO_ROOT / ".selfspec"
@@ -123,7 +129,12 @@ def serve_trainer_command(
     """Serve training jobs over HTTP (POST /jobs, GET /jobs/{id}, GET /health)."""
     import uvicorn
 
+    token = ServiceTokens().service
+    refusal = bind_refusal(host, has_token=token is not None, token_env="SELFSPEC_SERVICE_TOKEN")
+    if refusal is not None:
+        raise typer.BadParameter(refusal, param_hint="--host")
     data_dir.mkdir(parents=True, exist_ok=True)
     adapters_dir.mkdir(parents=True, exist_ok=True)
-    log.info("trainer service on %s:%d (data %s, adapters %s)", host, port, data_dir, adapters_dir)
-    uvicorn.run(create_app(data_dir=data_dir, adapters_dir=adapters_dir), host=host, port=port)
+    log.info("trainer service on %s:%d (data %s, adapters %s; token %s)", host, port, data_dir, adapters_dir,
+             "required" if token else "off")
+    uvicorn.run(create_app(data_dir=data_dir, adapters_dir=adapters_dir, token=token), host=host, port=port)

@@ -100,7 +100,8 @@ class RunManager:
         with open(log_path, "ab") as log_file:  # noqa: ASYNC230 (a local append, once per run)
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "orchestrator.app.run_worker", run_id, "--parent-pid", str(os.getpid()),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file, env=child_env())
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file,
+                env=child_env(drop=("SELFSPEC_API_TOKEN",)))  # it calls the services, not this API
         log.info("run %s started in worker %d (log %s)", run_id, process.pid, log_path, extra={"run_id": run_id})
         assert process.stdin is not None and process.stdout is not None
         given = WorkerInput(database_url=self.server.database_url, generator_urls=self.services.generator.urls)

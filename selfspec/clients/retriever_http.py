@@ -75,11 +75,13 @@ class HttpRetriever:
         retries: int = 4,
         in_flight: int = 8,
         backoff_s: float = 0.5,
+        api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url, self.index = base_url.rstrip("/"), index
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), headers=headers,
             limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
             transport=transport or pooled_transport(in_flight),
         )

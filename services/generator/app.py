@@ -7,7 +7,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from selfspec.auth import BearerAuthMiddleware, vllm_guarded
 from selfspec.errors import AdapterConflict, AdapterInvalid, AdapterNotFound, BackendOverloaded, SelfSpecError
 from services.generator.engine import GenerationEngine, GenerationParams, GenerationResult
 from services.generator.protocol import (
@@ -70,7 +71,10 @@ def _usage(results: list[GenerationResult]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def create_app(engine: GenerationEngine) -> FastAPI:
+def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = ()) -> FastAPI:
+    """The app; with `api_keys` (vLLM's `--api-key` / `VLLM_API_KEY`) every /v1 route needs one as a bearer
+    token, answered like vLLM (401 `{"error": "Unauthorized"}`); /health stays open."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -207,6 +211,9 @@ def create_app(engine: GenerationEngine) -> FastAPI:
         await engine.unload_adapter(body.lora_name)
         return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' removed successfully.")
 
+    if api_keys:
+        app.add_middleware(BearerAuthMiddleware, tokens=list(api_keys), guarded=vllm_guarded,
+                           body={"error": "Unauthorized"})
     return app
 
 

@@ -8,11 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from selfspec.auth import SECRET_ENV
 from selfspec.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -96,7 +98,10 @@ def embedded_generator_command(*, model: str, port: int, adapters_dir: Path, cac
     return command
 
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
+def child_env(*, drop: Iterable[str] = SECRET_ENV) -> dict[str, str]:
+    """This process's environment for a child, without the secrets in `drop` (by default every token:
+    an embedded generator we start binds loopback and needs none; it would refuse our clients with
+    a `VLLM_API_KEY` meant for a remote vLLM)."""
+    env = {key: value for key, value in os.environ.items() if key not in set(drop)}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env

@@ -37,10 +37,16 @@ def vllm_command(
     ]
 
 
-def vllm_env(*, cpu_kv_cache_gib: int | None = None) -> dict[str, str]:
+def vllm_env(*, cpu_kv_cache_gib: int | None = None, api_keys: list[str] | None = None) -> dict[str, str]:
+    """vLLM's environment. The API key goes in as `VLLM_API_KEY`, not on the command line (where `ps` shows
+    it); that variable holds one key, so several are refused rather than half applied."""
     env = dict(os.environ)
     # Without this flag vLLM refuses /v1/load_lora_adapter at run time.
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+    if api_keys:
+        if len(api_keys) > 1:
+            raise ValueError("vLLM reads one key from VLLM_API_KEY; pass a single --api-key")
+        env["VLLM_API_KEY"] = api_keys[0]
     if cpu_kv_cache_gib is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
     return env

@@ -4,6 +4,7 @@
     selfspec index corpus.jsonl --index bio --url http://127.0.0.1:8002     # through a running service
     selfspec index corpus.jsonl --index bio --backend elasticsearch --es-url http://localhost:9200
     selfspec serve retriever --port 8002 --data-dir .selfspec
+    SELFSPEC_SERVICE_TOKEN=... selfspec serve retriever --host 0.0.0.0     # any other interface needs a token
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from selfspec.auth import ServiceTokens, bind_refusal
 from selfspec.clients.retriever_http import HttpRetriever
 from selfspec.console import print_error
 from selfspec.corpus import CsvColumns, iter_corpus
@@ -117,7 +119,7 @@ def _target(
     index: str, *, data_dir: Path, backend: BackendName, url: str | None, es_url: str | None, retries: int
 ) -> _IndexTarget:
     if url:
-        return HttpRetriever(url, index, timeout=120.0, retries=retries)
+        return HttpRetriever(url, index, timeout=120.0, retries=retries, api_key=ServiceTokens().service)
     return IndexHandle(build_backend(_settings(backend=backend, data_dir=data_dir, es_url=es_url)), index)
 
 
@@ -159,7 +161,8 @@ async def _import(
 
 
 def serve_retriever_command(
-    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="interface to bind; non-loopback needs SELFSPEC_SERVICE_TOKEN")] = (
+        "127.0.0.1"),
     port: Annotated[int, typer.Option(help="port")] = 8002,
     data_dir: Annotated[Path, typer.Option(help="where embedded indexes live")] = DEFAULT_DATA_DIR,
     backend: Annotated[BackendName, typer.Option(help="search backend")] = "embedded",
@@ -170,9 +173,13 @@ def serve_retriever_command(
 
     from services.retriever.app.main import create_app
 
+    token = ServiceTokens().service
+    refusal = bind_refusal(host, has_token=token is not None, token_env="SELFSPEC_SERVICE_TOKEN")
+    if refusal is not None:
+        raise typer.BadParameter(refusal, param_hint="--host")
     try:
         settings = _settings(backend=backend, data_dir=data_dir, es_url=es_url)
     except ValueError as err:
         Console().print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from err
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, token=token), host=host, port=port, log_level="info")

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "docker-compose.yml"
 REPLICAS = REPO / "docker-compose.replicas.yml"
 ENV_EXAMPLE = REPO / ".env.example"
-SECRETS = {"ELASTIC_PASSWORD": "test-password", "SELFSPEC_API_TOKEN": "test-token"}
+SECRETS = {"ELASTIC_PASSWORD": "test-password", "SELFSPEC_API_TOKEN": "test-token",
+           "SELFSPEC_SERVICE_TOKEN": "test-service-token"}
 GPU_SERVICES = ("generator", "trainer")
 GENERATORS = ("generator", "generator-cpu")
 TRAINERS = ("trainer", "trainer-cpu")
@@ -232,6 +233,20 @@ def test_compose_only_the_orchestrator_is_published_on_loopback(replicas: dict[s
         assert _env(services[name])["SELFSPEC_API_TOKEN"] == SECRETS["SELFSPEC_API_TOKEN"]
 
 
+def test_compose_every_service_requires_the_service_token(replicas: dict[str, Any]) -> None:
+    """Each service binds 0.0.0.0 inside the stack, so each takes the token; the orchestrators send it."""
+    services = _services(replicas)
+    token = SECRETS["SELFSPEC_SERVICE_TOKEN"]
+    for name in (*GENERATORS, "generator-2"):
+        assert _env(services[name])["VLLM_API_KEY"] == token, name  # vLLM's --api-key, as an env var
+        assert "--api-key" not in services[name]["command"], f"{name}: a key on the command line shows in ps"
+    for name in ("retriever", *TRAINERS, *ORCHESTRATORS):
+        assert _env(services[name])["SELFSPEC_SERVICE_TOKEN"] == token, name
+    raw = yaml.safe_load(BASE.read_text(encoding="utf-8"))["services"]["retriever"]["environment"]
+    with pytest.raises(KeyError):  # required: no default token
+        _interpolate(raw, {"ELASTIC_PASSWORD": "x"})
+
+
 def test_compose_replicas_override_lists_both_urls(base: dict[str, Any], replicas: dict[str, Any]) -> None:
     one = _env(_services(base)["orchestrator"])["SELFSPEC_SERVICES__GENERATOR_URLS"]
     both = _env(_services(replicas)["orchestrator"])["SELFSPEC_SERVICES__GENERATOR_URLS"]
@@ -304,8 +319,9 @@ def test_compose_files_pass_docker_compose_config(files: tuple[Path, ...], tmp_p
     done = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    # Without the secrets compose refuses the files: nothing starts with a default password.
-    env = {k: v for k, v in env.items() if k not in SECRETS}
-    refused = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, env=env, cwd=tmp_path,
-                             timeout=120, check=False)
-    assert refused.returncode != 0 and "ELASTIC_PASSWORD" in refused.stderr + refused.stdout
+    # Without any one secret compose refuses the files: nothing starts with a default password or token.
+    for secret in SECRETS:
+        without = {k: v for k, v in env.items() if k != secret}
+        refused = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, env=without,
+                                 cwd=tmp_path, timeout=120, check=False)
+        assert refused.returncode != 0 and secret in refused.stderr + refused.stdout, secret

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from selfspec.auth import BearerAuthMiddleware
 from selfspec.errors import BackendError, BackendTimeout, BackendUnavailable, SelfSpecError
 from services.retriever.app.api import router
 from services.retriever.app.backends import IndexNotFound, InvalidIndexName, build_backend
@@ -37,7 +38,8 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
-def create_app(settings: RetrieverSettings | None = None) -> FastAPI:
+def create_app(settings: RetrieverSettings | None = None, *, token: str | None = None) -> FastAPI:
+    """The app; with `token` (`SELFSPEC_SERVICE_TOKEN`) every route but /health needs it as a bearer token."""
     settings = settings or RetrieverSettings()
 
     @asynccontextmanager
@@ -54,4 +56,6 @@ def create_app(settings: RetrieverSettings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     for error in ERROR_STATUS:
         app.add_exception_handler(error, _selfspec_error)
+    if token:
+        app.add_middleware(BearerAuthMiddleware, tokens=[token])
     return app
