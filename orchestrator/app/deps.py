@@ -18,6 +18,7 @@ from orchestrator.app.evaluation_jobs import EvaluationJobs
 from orchestrator.app.manager import RunManager
 from orchestrator.app.metrics import ApiMetrics
 from orchestrator.app.settings import ApiSettings
+from orchestrator.app.tickets import StreamTickets
 from orchestrator.services import Services
 from orchestrator.store import RunStore
 from selfspec.clients.openai_compat import OpenAICompatGenerator
@@ -110,13 +111,15 @@ async def require_token(request: Request) -> None:
         raise _unauthorized()
 
 
-async def require_token_or_query(
+async def require_token_or_ticket(
     request: Request,
-    token: Annotated[str | None, Query(description="the bearer token, for EventSource (which cannot "
-                                                     "send headers); accepted on this route only")] = None,
+    ticket: Annotated[str | None, Query(description="a ticket from POST /v1/runs/{run_id}/events/ticket, for "
+                                                      "EventSource (which cannot send headers); never the token "
+                                                      "itself, which would land in access logs")] = None,
 ) -> None:
     expected = _expected(request)
-    if expected is None:
+    if expected is None or token_matches(_bearer(request), expected):
         return
-    if not (token_matches(_bearer(request), expected) or token_matches(token, expected)):
+    tickets: StreamTickets = request.app.state.tickets
+    if not tickets.admits(ticket, request.path_params.get("run_id", "")):
         raise _unauthorized()

@@ -28,6 +28,7 @@ from orchestrator.app.metrics import ApiMetrics
 from orchestrator.app.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from orchestrator.app.routes import adapters, evaluations, health, runs, ui
 from orchestrator.app.settings import ApiSettings
+from orchestrator.app.tickets import StreamTickets
 from orchestrator.services import Services, open_services
 from selfspec.processes import lower_thread_priority
 from selfspec.settings import RunConfig
@@ -83,6 +84,7 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
     app = FastAPI(title="selfspec orchestrator", version="1", lifespan=lifespan,
                   description="Runs, samples, datasets, adapters and evaluations of Self-Specialization.")
     app.state.settings = settings
+    app.state.tickets = StreamTickets(ttl_s=settings.sse_ticket_ttl_s)
     app.state.api = None
     install_error_handlers(app)
     for router in (runs.router, runs.stream_router, adapters.router, evaluations.router, health.router):

@@ -22,6 +22,11 @@ class RunCreated(BaseModel):
     url: str
 
 
+class StreamTicket(BaseModel):
+    ticket: str = Field(description="pass as ?ticket= to GET /v1/runs/{id}/events")
+    expires_in: float = Field(description="seconds the ticket opens streams of this run")
+
+
 class RunAction(BaseModel):
     id: str
     status: str

@@ -16,6 +16,8 @@ class ApiSettings(BaseSettings):
     cors_origins: tuple[str, ...] = Field((), description="allowed CORS origins; empty = CORS off")
     sse_poll_s: float = Field(0.25, gt=0, description="how often an SSE stream looks for new events")
     sse_ping_s: float = Field(15.0, gt=0, description="keep-alive comment interval on SSE streams")
+    sse_ticket_ttl_s: float = Field(60.0, gt=0, le=3600, description="lifetime of an event-stream ticket "
+                                    "(POST /v1/runs/{id}/events/ticket), the URL credential of EventSource")
     progress_ttl_s: float = Field(0.5, ge=0, description="GET /v1/runs/{id} is recomputed at most this often "
                                   "(0 = every request); actions through this API refresh it at once")
     worker_threads: int = Field(2, ge=1, description="threads serving blocking store reads. SQLite reads are "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import typer
 from orchestrator.api_commands import check_bind, is_loopback
 from orchestrator.app.main import create_app
 from orchestrator.app.settings import ApiSettings
+from orchestrator.app.tickets import StreamTickets
 from selfspec.settings import RunConfig
 from tests.fakes.openai_server import FakeState
 from tests.integration.test_api_support import api_config, fake_generator, read_events, running_api
@@ -67,19 +69,36 @@ def test_every_route_but_healthz_needs_the_token(client: httpx.Client, config: R
             response = bare.request(method, path, headers=headers, json={})
             assert response.status_code == 401, (method, path, headers, response.status_code)
             assert response.headers["www-authenticate"] == "Bearer"
-    # the query token is accepted on the SSE route only
+    # the token never goes in a URL (access logs): not even on the SSE route
     assert bare.get("/v1/runs", params={"token": TOKEN}).status_code == 401
-    assert bare.get("/v1/runs/x/events", params={"token": "wrong"}).status_code == 401
-    assert bare.get("/v1/runs/x/events", params={"token": TOKEN}).status_code == 404  # authorized, no such run
+    assert bare.get("/v1/runs/x/events", params={"token": TOKEN}).status_code == 401
+    assert bare.get("/v1/runs/x/events", params={"ticket": TOKEN}).status_code == 401
+    assert client.post("/v1/runs/x/events/ticket").status_code == 404  # no tickets for unknown runs
     bare.close()
 
 
-def test_sse_accepts_the_query_token(client: httpx.Client) -> None:
+def test_sse_opens_with_a_short_lived_ticket_of_that_run_only(client: httpx.Client) -> None:
     run_id = client.post("/v1/runs", json={}).json()["id"]
+    other = client.post("/v1/runs", json={}).json()["id"]
+    issued = client.post(f"/v1/runs/{run_id}/events/ticket")
+    assert issued.status_code == 201 and 0 < issued.json()["expires_in"] <= 3600
+    ticket = issued.json()["ticket"]
+    assert TOKEN not in ticket and len(ticket) >= 32
     bare = httpx.Client(base_url=client.base_url, timeout=30)
-    events = read_events(bare, run_id, params={"token": TOKEN})
-    bare.close()
+    events = read_events(bare, run_id, params={"ticket": ticket})
     assert events[0].type == "run_created"
+    assert bare.get(f"/v1/runs/{other}/events", params={"ticket": ticket}).status_code == 401
+    bare.close()
+
+
+def test_stream_tickets_expire() -> None:
+    tickets = StreamTickets(ttl_s=0.05)
+    ticket = tickets.issue("r1")
+    assert tickets.admits(ticket, "r1") and not tickets.admits(ticket, "r2") and not tickets.admits(None, "r1")
+    time.sleep(0.06)
+    assert not tickets.admits(ticket, "r1")
+    tickets.issue("r2")
+    assert len(tickets._live) == 1  # expired ones are pruned as new ones are issued
 
 
 def test_bad_config_gets_422_with_field_paths_and_writes_nothing(client: httpx.Client) -> None:

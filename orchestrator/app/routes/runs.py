@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
 from orchestrator.app.datasets import iter_dataset
-from orchestrator.app.deps import Config, Runs, State, Store, require_token, require_token_or_query
+from orchestrator.app.deps import Config, Runs, State, Store, require_token, require_token_or_ticket
 from orchestrator.app.events import parse_last_event_id, run_events
 from orchestrator.app.protocol import (
     DatasetFormat,
@@ -22,13 +22,15 @@ from orchestrator.app.protocol import (
     SamplePage,
     SamplePassages,
     SampleStatus,
+    StreamTicket,
 )
 from orchestrator.app.queries import get_sample, run_progress
 from orchestrator.app.run_configs import build_run_config
+from orchestrator.app.tickets import StreamTickets
 from orchestrator.pipeline.grounding import retrieval_query
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token)])
-stream_router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token_or_query)])
+stream_router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token_or_ticket)])
 
 RUN_CONFIG_EXAMPLE = {"run": {"name": "api-demo"}, "generation": {"target_per_round": 20},
                       "rounds": {"count": 1}, "training": {"enabled": False}}
@@ -130,6 +132,15 @@ async def stream_events(
     start = parse_last_event_id(last_event_id) if last_event_id is not None else (after or 0)
     stream = run_events(store, run_id, after=start, poll_s=state.settings.sse_poll_s, is_active=state.runs.is_active)
     return EventSourceResponse(stream, ping=state.settings.sse_ping_s, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/{run_id}/events/ticket", status_code=status.HTTP_201_CREATED, response_model=StreamTicket)
+async def issue_stream_ticket(run_id: str, store: Store, request: Request) -> StreamTicket:
+    """A short-lived ticket that opens this run's event stream (`?ticket=`) for EventSource, which cannot
+    send the bearer header; the token itself never goes in a URL."""
+    await asyncio.to_thread(store.get_run, run_id)
+    tickets: StreamTickets = request.app.state.tickets
+    return StreamTicket(ticket=tickets.issue(run_id), expires_in=tickets.ttl_s)
 
 
 @router.post("/{run_id}/cancel", response_model=RunAction)

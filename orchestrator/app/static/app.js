@@ -5,7 +5,8 @@
 const TOKEN_KEY = "selfspec-api-token";
 const EVENT_TYPES = ["run_created", "status", "instructions", "sample", "round_done", "adapter"];
 const $ = (id) => document.getElementById(id);
-const state = { runId: null, round: 1, source: null, cursor: 0, refreshTimer: null, events: 0, loading: false };
+const state = { runId: null, round: 1, source: null, cursor: 0, refreshTimer: null, events: 0, loading: false,
+                lastEventId: 0 };
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -135,21 +136,49 @@ function logEvent(type, payload) {
   while (log.children.length > 50) log.lastChild.remove();
 }
 
-function follow(runId) {
+// EventSource cannot send the bearer header, and the token must not go in a URL (access logs): with a
+// token, trade it (in a header) for a short-lived ticket of this run's stream.
+async function streamUrl(runId, after) {
+  const base = `/v1/runs/${encodeURIComponent(runId)}/events`;
+  const params = new URLSearchParams();
+  if (after) params.set("after", String(after));
+  if (token()) {
+    const response = await api(`${base}/ticket`, { method: "POST" });
+    params.set("ticket", (await response.json()).ticket);
+  }
+  const query = params.toString();
+  return query ? `${base}?${query}` : base;
+}
+
+async function follow(runId, { resume = false } = {}) {
   if (state.source) state.source.close();
-  state.events = 0;
-  $("events-log").replaceChildren();
-  const query = token() ? `?token=${encodeURIComponent(token())}` : "";
-  const source = new EventSource(`/v1/runs/${encodeURIComponent(runId)}/events${query}`);
+  state.source = null;
+  if (!resume) {
+    state.events = 0;
+    state.lastEventId = 0;
+    $("events-log").replaceChildren();
+  }
+  let url;
+  try { url = await streamUrl(runId, state.lastEventId); } catch (err) { report(err); return; }
+  if (state.runId !== runId) return;  // another run was selected meanwhile
+  const source = new EventSource(url);
   for (const type of EVENT_TYPES) {
     source.addEventListener(type, (message) => {
+      if (message.lastEventId) state.lastEventId = Number(message.lastEventId) || state.lastEventId;
       logEvent(type, JSON.parse(message.data));
       scheduleRefresh();
       if (type === "sample" && $("samples-table").tBodies[0].children.length < 20) loadSamples(false);
     });
   }
   source.addEventListener("end", () => { source.close(); setConn("run finished; stream closed"); scheduleRefresh(); });
-  source.onerror = () => setConn("event stream interrupted; reconnecting…", true);
+  source.onerror = () => {
+    setConn("event stream interrupted; reconnecting…", true);
+    // The browser retries by itself with the same URL; once that is refused (an expired ticket),
+    // the source is closed: follow again with a fresh ticket from the last event seen.
+    if (source.readyState === EventSource.CLOSED && state.source === source) {
+      setTimeout(() => { if (state.source === source) follow(runId, { resume: true }); }, 1000);
+    }
+  };
   source.onopen = () => setConn(`following ${runId}`);
   state.source = source;
 }
