@@ -61,10 +61,12 @@ def existing_adapter(config: TrainConfig, dataset_sha256: str) -> AdapterRef | N
     complete = ref is not None and all((out / name).is_file() for name in ADAPTER_FILES)
     if complete and ref is not None and ref.dataset_sha256 == dataset_sha256:
         return ref
+    if not complete:
+        # Not even `overwrite` replaces it: it may be any folder (the adapters dir itself, say), and
+        # replacing renames and deletes the whole of it.
+        raise AdapterConflict(f"{out} exists but holds no complete selfspec adapter; remove it or choose another output")
     if config.overwrite:
         return None
-    if not complete:
-        raise AdapterConflict(f"{out} exists but holds no complete selfspec adapter; remove it or choose another output")
     assert ref is not None
     raise AdapterConflict(
         f"{out} already holds adapter {ref.name!r} trained on dataset sha256 {ref.dataset_sha256[:12]}, "

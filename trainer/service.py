@@ -2,7 +2,8 @@
 
 The request body is exactly `TrainConfig`'s fields (generated from the dataclass, unknown keys rejected).
 Relative paths are taken relative to the service's dirs: `dataset` to the data dir; `output_dir`,
-`init_adapter` and `checkpoint_dir` to the adapters dir. Absolute ones must lie inside them. The dataset
+`init_adapter` and `checkpoint_dir` to the adapters dir. Absolute ones must lie inside them; `output_dir`
+is one adapter folder directly under the adapters dir, and `overwrite` of an existing one is refused (409). The dataset
 is validated (file:line errors) before the job is accepted, so a bad dataset never queues a job.
 """
 
@@ -20,9 +21,9 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from selfspec.adapters import validate_adapter_path
+from selfspec.adapters import validate_adapter_name, validate_adapter_path
 from selfspec.auth import BearerAuthMiddleware, ServiceTokens, bind_refusal
-from selfspec.errors import AdapterError, ConfigError, InputFileError, SelfSpecError
+from selfspec.errors import AdapterConflict, AdapterError, ConfigError, InputFileError, SelfSpecError
 from selfspec.settings import REPO_ROOT
 from trainer.config import TrainConfig, field_help
 from trainer.data import load_sft_records
@@ -53,15 +54,37 @@ def _inside(path: Path, root: Path, *, field: str) -> Path:
     return resolved
 
 
+def _strict_child(path: Path, root: Path, *, field: str) -> Path:
+    """`path` inside `root` and not `root` itself: a job owns one folder, never the whole tree."""
+    resolved = _inside(path, root, field=field)
+    if resolved == root.resolve():
+        raise ConfigError(f"{field}: {str(path)!r} is the root {str(root.resolve())!r} itself; name a folder in it")
+    return resolved
+
+
 def confine_config(body: dict[str, Any], *, data_dir: Path, adapters_dir: Path) -> TrainConfig:
-    """A `TrainConfig` whose paths are resolved inside the service's dirs, or a `SelfSpecError`."""
+    """A `TrainConfig` whose paths are resolved inside the service's dirs, or a `SelfSpecError`.
+
+    The output dir is one adapter folder directly under the adapters dir, named like an adapter. `overwrite`
+    is refused while that folder exists: a job replaces nothing it did not create (its own output appears
+    only when it succeeds), and the job is queued without it, so an adapter that appears meanwhile is a
+    conflict at training time too."""
     data = dict(body)
     data["dataset"] = _inside(Path(data["dataset"]), data_dir, field="dataset")
-    data["output_dir"] = validate_adapter_path(data["output_dir"], adapters_dir)
+    output = validate_adapter_path(data["output_dir"], adapters_dir)
+    if output.parent != adapters_dir.resolve():
+        raise ConfigError(f"output_dir: {str(data['output_dir'])!r} must be a folder directly under the adapters "
+                          f"dir {str(adapters_dir.resolve())!r}")
+    validate_adapter_name(output.name)
+    data["output_dir"] = output
     if data.get("init_adapter") is not None:
         data["init_adapter"] = validate_adapter_path(data["init_adapter"], adapters_dir)
     if data.get("checkpoint_dir") is not None:
-        data["checkpoint_dir"] = _inside(Path(data["checkpoint_dir"]), adapters_dir, field="checkpoint_dir")
+        data["checkpoint_dir"] = _strict_child(Path(data["checkpoint_dir"]), adapters_dir, field="checkpoint_dir")
+    if data.get("overwrite") and output.exists():
+        raise AdapterConflict(f"overwrite: {output} exists and was not created by this job; the trainer service "
+                              "replaces no adapter (choose a new adapter name)")
+    data["overwrite"] = False
     return TrainConfig.from_dict(data)
 
 
@@ -83,6 +106,10 @@ def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner 
     @app.exception_handler(JobNotFound)
     async def _missing(request: Request, exc: JobNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(AdapterConflict)
+    async def _conflict(request: Request, exc: AdapterConflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
 
     @app.exception_handler(ConfigError)
     @app.exception_handler(InputFileError)

@@ -132,3 +132,41 @@ async def test_trainer_http_client_satisfies_runner_protocol(
             await remote.wait(await remote.submit(failing), poll_s=0.01)
         with pytest.raises(JobNotFound):
             await remote.status("f" * 32)
+
+
+@pytest.mark.parametrize("output_dir", [".", "", "{adapters}", "a/b", "../adapters", ".bio-r1.work"])
+async def test_trainer_service_output_dir_is_one_adapter_folder_under_the_root(
+    client: httpx.AsyncClient, runner: FakeRunner, dirs: tuple[Path, Path], output_dir: str
+) -> None:
+    """Before: `output_dir` = the adapters root was accepted, and with overwrite the job renamed and
+    deleted every adapter in it."""
+    body = _body(output_dir=output_dir.format(adapters=dirs[1]), overwrite=True)
+    response = await client.post("/jobs", json=body)
+    assert response.status_code == 422, response.text
+    assert "output_dir" in response.text or "adapter name" in response.text
+    assert runner.configs == {}
+
+
+async def test_trainer_service_refuses_overwrite_of_an_adapter_it_did_not_create(
+    client: httpx.AsyncClient, runner: FakeRunner, dirs: tuple[Path, Path]
+) -> None:
+    (dirs[1] / "someone-elses").mkdir()
+    response = await client.post("/jobs", json=_body(output_dir="someone-elses", overwrite=True))
+    assert response.status_code == 409 and "overwrite" in response.text
+    assert runner.configs == {}
+    # nothing there yet: accepted, and queued without overwrite, so an adapter appearing meanwhile is kept
+    response = await client.post("/jobs", json=_body(output_dir="fresh", overwrite=True))
+    assert response.status_code == 202
+    assert runner.configs[response.json()["id"]].overwrite is False
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_an_adapter(tmp_path: Path) -> None:
+    from selfspec.errors import AdapterConflict
+    from trainer.artifacts import existing_adapter
+
+    (tmp_path / "other-adapter").mkdir()  # the adapters root, say: not itself an adapter
+    config = TrainConfig(base_model="smollm2-135m", dataset=tmp_path / "d.jsonl", output_dir=tmp_path,
+                         overwrite=True)
+    with pytest.raises(AdapterConflict, match="no complete selfspec adapter"):
+        existing_adapter(config, "0" * 64)
+    assert (tmp_path / "other-adapter").is_dir()
