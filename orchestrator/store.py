@@ -35,7 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
-from selfspec.errors import RunNotFound
+from selfspec.errors import RunNotFound, SelfSpecError
 from selfspec.types import DocRef, Instruction, Sample
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,15 @@ adapters = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# `Idempotency-Key` of POST /v1/runs: a retried request returns the run the first one created.
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("key", String(255), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 evaluations = Table(
     "evaluations", metadata,
     Column("id", String(64), primary_key=True),
@@ -135,6 +144,10 @@ evaluations = Table(
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     """A JSON column value: datetimes, paths and the like stored as their text."""
     return dict(json.loads(json.dumps(data, default=str)))
+
+
+class RunIdConflict(SelfSpecError):
+    """A new run's id is already taken."""
 
 
 def _now() -> datetime:
@@ -179,13 +192,27 @@ class RunStore:
     # ---- runs ----
 
     def create_run(self, run_id: str, name: str, config: dict[str, Any]) -> None:
+        """Register a new run; `RunIdConflict` when the id is taken (never silently the old run)."""
         now = _now()
         with self.engine.begin() as conn:
-            conn.execute(self._insert(runs).values(
+            inserted = conn.execute(self._insert(runs).values(
                 id=run_id, name=name, config=config, status="pending", phase="created", round=1,
                 reason="", created_at=now, updated_at=now,
             ).on_conflict_do_nothing())
+            if inserted.rowcount == 0:
+                raise RunIdConflict(f"run id {run_id!r} already exists")
             self._event(conn, run_id, "run_created", {"name": name})
+
+    def idempotent_run(self, key: str) -> tuple[str, str] | None:
+        """(run id, request sha256) recorded for an `Idempotency-Key`, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key)).mappings().first()
+        return (row["run_id"], row["request_sha256"]) if row is not None else None
+
+    def record_idempotency_key(self, key: str, run_id: str, request_sha256: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(idempotency_keys.insert().values(key=key, run_id=run_id, request_sha256=request_sha256,
+                                                          created_at=_now()))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:

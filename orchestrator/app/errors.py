@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from orchestrator.store import RunIdConflict
 from selfspec.errors import (
     AdapterConflict,
     AdapterInvalid,
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 class RunStateConflict(SelfSpecError):
     """The run is not in a state that allows this action (e.g. resume of a completed run)."""
+
+
+class IdempotencyKeyReused(ConfigError):
+    """An `Idempotency-Key` sent again with a different request body."""
 
 
 class EvaluationNotFound(SelfSpecError):
@@ -48,6 +53,7 @@ ERROR_STATUS: dict[type[SelfSpecError], int] = {
     RunNotFound: 404,
     EvaluationNotFound: 404,
     RunStateConflict: 409,
+    RunIdConflict: 409,
     ConfigError: 422,
     InputFileError: 422,
     AdapterInvalid: 400,

@@ -24,11 +24,12 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 from orchestrator.app.engine import Engine
-from orchestrator.app.errors import RunStateConflict
+from orchestrator.app.errors import IdempotencyKeyReused, RunStateConflict
 from orchestrator.app.metrics import GeneratorCounters
 from orchestrator.app.queries import TERMINAL
 from orchestrator.app.run_configs import stored_run_config
@@ -46,6 +47,12 @@ RESUME_ON_START = frozenset({"pending", "running", "paused"})
 SHUTDOWN_REASON = "API server stopped; the run resumes when it starts again"
 CANCEL_REASON = "cancelled by API request"
 KILL_MARGIN_S = 5.0  # after SIGKILL, how long to wait for a worker to be reaped
+
+
+def new_run_id(name: str) -> str:
+    """`<name>-<uuid4 hex>`: unguessable and collision-free (the old 4 hex digits were neither), within
+    the store's 64 characters (the name is cut to 31) and adapter names' 128 (`<run id>-r<round>`)."""
+    return f"{name[:31]}-{uuid.uuid4().hex}"
 
 
 class RunManager:
@@ -147,9 +154,14 @@ class RunManager:
                 process.kill()
             await asyncio.wait_for(process.wait(), timeout=KILL_MARGIN_S)
 
-    async def create(self, config: RunConfig) -> str:
-        """Register and start a run. Seeds are read first, so a bad seeds file writes nothing."""
-        return await self.engine.call(self._create(config))
+    async def create(self, config: RunConfig, *, idempotency_key: str | None = None,
+                     request_sha256: str = "") -> tuple[str, bool]:
+        """Register and start a run; (run id, True). Seeds are read first, so a bad seeds file writes nothing.
+
+        With an `idempotency_key` already recorded for the same request: (that run's id, False), nothing new;
+        for a different request: `IdempotencyKeyReused`."""
+        return await self.engine.call(self._create(config, idempotency_key=idempotency_key,
+                                                   request_sha256=request_sha256))
 
     async def resume(self, run_id: str) -> dict[str, Any]:
         return await self.engine.call(self._resume(run_id))
@@ -166,11 +178,24 @@ class RunManager:
 
     # ---- on the engine loop ----
 
-    async def _create(self, config: RunConfig) -> str:
+    async def _create(self, config: RunConfig, *, idempotency_key: str | None,
+                      request_sha256: str) -> tuple[str, bool]:
+        # No await from the key's lookup to its record: on the one engine loop, a concurrent retry of the
+        # same request cannot slip in between (and one API process owns the data dir: lock.py).
+        store = self.services.store
+        if idempotency_key is not None:
+            known = store.idempotent_run(idempotency_key)
+            if known is not None:
+                if known[1] != request_sha256:
+                    raise IdempotencyKeyReused(f"Idempotency-Key {idempotency_key!r} was used for another request "
+                                               f"(run {known[0]}); use a new key for a new run")
+                return known[0], False
         driver = self._driver(config)
-        run_id = driver.create()
+        run_id = driver.create(new_run_id(config.run.name))
+        if idempotency_key is not None:
+            store.record_idempotency_key(idempotency_key, run_id, request_sha256)
         self._start(run_id, driver)
-        return run_id
+        return run_id, True
 
     async def _resume(self, run_id: str) -> dict[str, Any]:
         run = self.store.get_run(run_id)

@@ -228,3 +228,21 @@ def test_serve_command_refuses_a_public_host_without_token(monkeypatch: pytest.M
     monkeypatch.delenv("SELFSPEC_API_TOKEN", raising=False)
     result = CliRunner().invoke(app, ["--host", "0.0.0.0", "--port", "1"])
     assert result.exit_code == 2 and "SELFSPEC_API_TOKEN" in result.output
+
+
+def test_run_ids_are_full_uuids_and_idempotency_key_replays(client: httpx.Client) -> None:
+    before = {run["id"] for run in client.get("/v1/runs").json()}
+    body = {"run": {"name": "idem"}}
+    first = client.post("/v1/runs", json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    run_id = first.json()["id"]
+    assert re.fullmatch(r"idem-[0-9a-f]{32}", run_id), run_id  # before: name-stamp-4 hex digits
+    retry = client.post("/v1/runs", json=body, headers={"Idempotency-Key": "k-1"})
+    assert retry.status_code == 201 and retry.json()["id"] == run_id
+    assert retry.headers["idempotent-replayed"] == "true"
+    other = client.post("/v1/runs", json={"run": {"name": "other"}}, headers={"Idempotency-Key": "k-1"})
+    assert other.status_code == 422 and "Idempotency-Key" in other.text
+    fresh = client.post("/v1/runs", json=body, headers={"Idempotency-Key": "k-2"})
+    assert fresh.status_code == 201 and fresh.json()["id"] != run_id
+    after = {run["id"] for run in client.get("/v1/runs").json()}
+    assert after - before == {run_id, fresh.json()["id"]}

@@ -106,3 +106,16 @@ def test_gate_counts_reach_the_api_view_and_metrics(store: RunStore) -> None:
     assert gates["empty"] == 0 and len(gates) == 9  # a fixed label set: the gate names
     items = {s.labels["stage"]: s.value for s in families["selfspec_run_items"].samples if s.name.endswith("_total")}
     assert items["samples_gated"] == 2 and items["samples_ok"] == 2
+
+
+def test_store_create_run_refuses_a_taken_id(tmp_path: Path) -> None:
+    """Before: a second create with the same id silently kept the old run (and logged a second run_created)."""
+    from orchestrator.store import RunIdConflict
+
+    store = RunStore(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.create_run("same", "first", {"a": 1})
+    with pytest.raises(RunIdConflict):
+        store.create_run("same", "second", {"a": 2})
+    assert store.get_run("same")["name"] == "first"
+    assert [e["type"] for e in store.events_after("same", 0)] == ["run_created"]
+    store.close()

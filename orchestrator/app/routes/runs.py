@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
@@ -49,10 +51,17 @@ async def create_run(
     body: Annotated[dict[str, Any], Body(description="a run config: the TOML's sections as JSON; omitted keys "
                                          "come from the server's config",
                                          openapi_examples={"small": {"value": RUN_CONFIG_EXAMPLE}})],
+    idempotency_key: Annotated[str | None, Header(
+        min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+        description="makes the POST safe to retry: the same key and body replay the first response (the run "
+                    "it created; header Idempotent-Replayed: true); the same key with another body is a 422")] = None,
 ) -> RunCreated:
     run_config = build_run_config(body, config)
-    run_id = await runs.create(run_config)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    run_id, created = await runs.create(run_config, idempotency_key=idempotency_key, request_sha256=digest)
     response.headers["Location"] = f"/v1/runs/{run_id}"
+    if not created:  # the first response again, marked as a replay
+        response.headers["Idempotent-Replayed"] = "true"
     return RunCreated(id=run_id, status="pending", url=f"/v1/runs/{run_id}")
 
 
