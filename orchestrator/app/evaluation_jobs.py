@@ -102,7 +102,7 @@ class EvaluationJobs:
         if request.run_id is not None:
             self.store.get_run(request.run_id)  # 404 for an unknown run
         resolve_tasks(request.tasks, self.config)  # 422 before anything is written
-        eval_id = f"eval-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        eval_id = f"eval-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex}"
         with self.store.engine.begin() as conn:
             conn.execute(evaluations.insert().values(
                 id=eval_id, run_id=request.run_id, status="pending", request=request.model_dump(mode="json"),
@@ -133,6 +133,10 @@ class EvaluationJobs:
         except (SelfSpecError, ValueError) as err:
             log.warning("evaluation %s failed: %s", eval_id, err)
             self._set(eval_id, status="failed", error=str(err)[:2000])
+            return
+        except Exception as err:  # a boundary that records: the job must not stay `running` forever
+            log.exception("evaluation %s failed unexpectedly", eval_id)
+            self._set(eval_id, status="failed", error=f"internal error: {type(err).__name__}: {err}"[:2000])
             return
         self._set(eval_id, status="completed", results=[r.model_dump(mode="json") for r in results],
                   report_path=str(report))
