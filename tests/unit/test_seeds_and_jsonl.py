@@ -92,3 +92,28 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
     with atomic_open(target) as handle:
         handle.write("new\n")
     assert target.read_text() == "new\n"
+
+
+def test_atomic_open_temporaries_are_unique_and_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the temporary was named by pid, so two writers in one process shared (and broke) it; and
+    neither the file nor its directory was fsynced before the rename counted."""
+    import os
+
+    from selfspec.files import atomic_open
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    target = tmp_path / "state.json"
+    with atomic_open(target) as first:
+        first.write("first")
+        with atomic_open(target) as second:
+            second.write("second")
+        assert target.read_text(encoding="utf-8") == "second"
+    assert target.read_text(encoding="utf-8") == "first"
+    assert len(synced) >= 4  # each file and the directory after each rename
+    with pytest.raises(RuntimeError), atomic_open(target) as broken:
+        broken.write("half")
+        raise RuntimeError("crash")
+    assert target.read_text(encoding="utf-8") == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporaries left behind
