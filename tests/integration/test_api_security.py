@@ -218,6 +218,15 @@ def test_request_metrics_use_route_templates(client: httpx.Client) -> None:
     assert 'selfspec_api_requests_total{method="GET",route="/v1/runs/{run_id}",status="404"}' in metrics
 
 
+def test_request_metrics_map_invented_methods_to_other(client: httpx.Client) -> None:
+    """Before: every invented method became a label value of its own (unbounded /metrics)."""
+    for i in range(3):
+        client.request(f"BREW{i}", "/v1/runs")
+    metrics = client.get("/metrics").text
+    assert "BREW" not in metrics
+    assert 'method="other"' in metrics
+
+
 def test_serve_command_refuses_a_public_host_without_token(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
