@@ -132,10 +132,10 @@ async def start_generator(config: RunConfig, stack: AsyncExitStack) -> list[str]
     port = free_port()
     command = embedded_generator_command(
         model=config.generation.model, port=port, adapters_dir=config.adapters_dir, cache_dir=config.cache_dir,
-        max_batch=config.services.generator_in_flight,
+        max_batch=config.services.generator_in_flight, engine=config.services.generator_engine,
     )
     server = ManagedServer(command, url=f"http://127.0.0.1:{port}", log_path=config.data_dir / "logs/generator.log",
-                           env=child_env())
+                           env=child_env(), startup_timeout_s=config.services.generator_startup_s)
     server.start()
     stack.callback(server.stop)
     return [server.url]

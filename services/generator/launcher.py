@@ -87,11 +87,12 @@ class ManagedServer:
 
 
 def embedded_generator_command(*, model: str, port: int, adapters_dir: Path, cache_dir: Path,
-                               max_batch: int = 16, threads: int | None = None) -> list[str]:
+                               max_batch: int = 16, threads: int | None = None, engine: str = "embedded") -> list[str]:
+    """`selfspec serve generator` as a child of this process (it exits with us), embedded or vLLM."""
     command = [
         sys.executable, "-m", "selfspec.cli", "serve", "generator", "--host", "127.0.0.1", "--port", str(port),
         "--model", model, "--adapters-dir", str(adapters_dir), "--cache-dir", str(cache_dir),
-        "--max-batch", str(max_batch), "--parent-pid", str(os.getpid()),
+        "--max-batch", str(max_batch), "--parent-pid", str(os.getpid()), "--engine", engine,
     ]
     if threads:
         command += ["--threads", str(threads)]

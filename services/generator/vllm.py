@@ -52,6 +52,50 @@ def vllm_env(*, cpu_kv_cache_gib: int | None = None, api_keys: list[str] | None 
     return env
 
 
+def cpu_defaults() -> tuple[str, int | None]:
+    """(dtype, KV-cache GiB) for this host: vLLM's auto dtype on CUDA; fp32 and a 2 GiB KV cache on CPU
+    (STACK-NOTES: on AVX2-only CPUs bf16 runs ~3x slower; vLLM's CPU default cache is larger than a
+    small model needs). `VLLM_CPU_KVCACHE_SPACE` set by the user wins."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "auto", None
+    return "float32", None if os.environ.get("VLLM_CPU_KVCACHE_SPACE") else 2
+
+
+def run_with_parent(command: list[str], *, env: dict[str, str], parent_pid: int, poll_s: float = 1.0,
+                    grace_s: float = 30.0) -> int:
+    """Run vLLM as a child and end it (SIGTERM, then SIGKILL to its process group) when it is told to
+    stop or when `parent_pid` is gone; returns its exit code."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def stop(*_: object) -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while process.poll() is None:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                stop()
+                break
+            time.sleep(poll_s)
+        return process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def find_vllm_python(repo_root: Path) -> str | None:
     """The vLLM interpreter: $SELFSPEC_VLLM_PYTHON, the repo's .venv-vllm, or this one if it has vllm."""
     candidates = [os.environ.get("SELFSPEC_VLLM_PYTHON"), str(repo_root / ".venv-vllm/bin/python")]
