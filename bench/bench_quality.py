@@ -108,8 +108,8 @@ async def main_async(args: argparse.Namespace) -> None:
         port = free_port()
         server = ManagedServer(
             embedded_generator_command(model=base, port=port, adapters_dir=Path(args.adapters_dir),
-                                       cache_dir=Path(args.cache_dir)),
-            url=f"http://127.0.0.1:{port}", log_path=out / "generator.log", env=child_env())
+                                       cache_dir=Path(args.cache_dir), engine=args.engine),
+            url=f"http://127.0.0.1:{port}", log_path=out / "generator.log", env=child_env(), startup_timeout_s=600)
         server.start()
         urls = [server.url]
     generator = OpenAICompatGenerator(urls, in_flight=args.concurrency, timeout_s=3600, retries=2)
@@ -149,6 +149,8 @@ def main() -> None:
     parser.add_argument("--shipped-items", type=int, default=32)
     parser.add_argument("--scoring", default="generate,choice")
     parser.add_argument("--generator-url", action="append", default=[])
+    parser.add_argument("--engine", choices=("embedded", "vllm"), default="vllm",
+                        help="what serves the model when no --generator-url is given")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("-o", "--out", default=str(REPO / ".selfspec/bench-quality"))
     args = parser.parse_args()
