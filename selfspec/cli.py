@@ -91,6 +91,7 @@ def serve_generator(
     max_queue: Annotated[int, typer.Option(help="queued requests before 429")] = 512,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     max_model_len: int = 4096,
+    max_request_bytes: Annotated[int, typer.Option(help="larger request bodies get 413 (embedded engine)")] = 8 << 20,
     parent_pid: Annotated[int | None, typer.Option(help="exit when this process is gone (child mode)")] = None,
     api_key: Annotated[list[str] | None, typer.Option(
         "--api-key", envvar="VLLM_API_KEY", show_envvar=True,
@@ -145,7 +146,8 @@ def serve_generator(
         exit_with_parent(parent_pid)
     gen_engine = GenerationEngine(model_path, served_name=name, adapters_dir=adapters_dir, max_batch=max_batch,
                                   max_queue=max_queue, threads=threads, max_model_len=max_model_len)
-    uvicorn.run(create_app(gen_engine, api_keys=api_keys), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(gen_engine, api_keys=api_keys, max_body_bytes=max_request_bytes), host=host, port=port,
+                log_level="warning")
 
 
 def _register_optional_commands() -> None:

@@ -13,6 +13,7 @@
     │   ├── AdapterNotFound    vLLM 404: unknown adapter / no adapter at path
     │   ├── AdapterConflict    vLLM 400: name already loaded
     │   └── AdapterInvalid     bad name or path outside the adapters dir
+    ├── ContextLengthExceeded  a prompt leaves no room in the generator's context (vLLM's 400)
     ├── ParseError             model output unusable
     ├── RunNotFound
     └── StageError(stage, item_id)  raised `from` the underlying error
@@ -78,6 +79,20 @@ class AdapterConflict(AdapterError):
 
 class AdapterInvalid(AdapterError):
     pass
+
+
+class ContextLengthExceeded(SelfSpecError):
+    """A prompt does not fit the model's context with room for one output token; the message is vLLM's."""
+
+    def __init__(self, max_model_len: int, prompt_tokens: int) -> None:
+        self.max_model_len, self.prompt_tokens = max_model_len, prompt_tokens
+        if prompt_tokens > max_model_len:
+            reason = "which exceeds this limit even without any output tokens"
+        else:
+            reason = "which leaves no room for any output tokens"
+        super().__init__(f"This model's maximum context length is {max_model_len} tokens. However, your prompt "
+                         f"contains {prompt_tokens} input tokens, {reason}. Please reduce the length of the input "
+                         "prompt.")
 
 
 class ParseError(SelfSpecError):

@@ -25,11 +25,12 @@ from orchestrator.app.evaluation_jobs import EvaluationJobs
 from orchestrator.app.lock import DataDirLock
 from orchestrator.app.manager import RunManager
 from orchestrator.app.metrics import ApiMetrics
-from orchestrator.app.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from orchestrator.app.middleware import RequestMetricsMiddleware
 from orchestrator.app.routes import adapters, evaluations, health, runs, ui
 from orchestrator.app.settings import ApiSettings
 from orchestrator.app.tickets import StreamTickets
 from orchestrator.services import Services, open_services
+from selfspec.body_limit import BodyLimitMiddleware
 from selfspec.processes import lower_thread_priority
 from selfspec.settings import RunConfig
 

@@ -16,10 +16,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from selfspec.auth import BearerAuthMiddleware, vllm_guarded
-from selfspec.errors import AdapterConflict, AdapterInvalid, AdapterNotFound, BackendOverloaded, SelfSpecError
+from selfspec.body_limit import BodyLimitMiddleware
+from selfspec.errors import (
+    AdapterConflict,
+    AdapterInvalid,
+    AdapterNotFound,
+    BackendOverloaded,
+    ContextLengthExceeded,
+    SelfSpecError,
+)
 from services.generator.engine import GenerationEngine, GenerationParams, GenerationResult
 from services.generator.protocol import (
+    MAX_BODY_BYTES,
     MAX_LOGPROBS,
+    MAX_ROWS,
+    MAX_SCORED_ROWS,
     ChatCompletionRequest,
     CompletionRequest,
     LoadLoRAAdapterRequest,
@@ -47,12 +58,31 @@ def _bad_request(message: str, param: str | None = None) -> JSONResponse:
     return _error(400, message, "BadRequestError", param)
 
 
-def _completion_problem(body: CompletionRequest, prompt_ids: list[list[int]], max_model_len: int) -> JSONResponse | None:
+def _context_problem(prompt_ids: list[list[int]], max_model_len: int, *,
+                     generates: bool) -> JSONResponse | None:
+    """vLLM's 400 for a prompt over the context, or one that leaves no room for output when the request
+    generates (scoring alone may fill the context). Checked for every prompt before any work starts."""
+    for ids in prompt_ids:
+        if len(ids) > max_model_len or (generates and len(ids) >= max_model_len):
+            return _bad_request(str(ContextLengthExceeded(max_model_len, len(ids))), "input_tokens")
+    return None
+
+
+def _size_problem(prompts: int, n: int, *, scored: bool) -> JSONResponse | None:
+    """A 400 for more rows than one request may ask for (each is a queued generation or a scoring row)."""
+    rows, limit = prompts * n, MAX_SCORED_ROWS if scored else MAX_ROWS
+    if rows <= limit:
+        return None
+    what = "completions with echo or logprobs" if scored else "completions"
+    return _bad_request(f"prompt: at most {limit} {what} per request (prompts x n), got {rows}", "prompt")
+
+
+def _completion_problem(body: CompletionRequest, prompt_ids: list[list[int]], max_model_len: int, *,
+                        generates: bool) -> JSONResponse | None:
     """What vLLM would refuse (or what this server cannot do) about a completion request, as a 400."""
-    longest = max(len(ids) for ids in prompt_ids)
-    if longest > max_model_len:
-        return _bad_request(f"This model's maximum context length is {max_model_len} tokens. However, your "
-                            f"request has {longest} input tokens.", "prompt")
+    problem = _context_problem(prompt_ids, max_model_len, generates=generates)
+    if problem is not None:
+        return problem
     for name in ("logprobs", "prompt_logprobs"):
         value = getattr(body, name)
         if value is not None and value > MAX_LOGPROBS:
@@ -71,9 +101,11 @@ def _usage(results: list[GenerationResult]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = ()) -> FastAPI:
+def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (),
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The app; with `api_keys` (vLLM's `--api-key` / `VLLM_API_KEY`) every /v1 route needs one as a bearer
-    token, answered like vLLM (401 `{"error": "Unauthorized"}`); /health stays open."""
+    token, answered like vLLM (401 `{"error": "Unauthorized"}`); /health stays open. Bodies over
+    `max_body_bytes` are a 413; protocol.py bounds the lists of one request."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,6 +123,10 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = ()) -> Fas
     @app.exception_handler(BackendOverloaded)
     async def _overloaded(request: Request, exc: BackendOverloaded) -> JSONResponse:
         return _error(429, exc.body, "TooManyRequests")
+
+    @app.exception_handler(ContextLengthExceeded)
+    async def _too_long(request: Request, exc: ContextLengthExceeded) -> JSONResponse:
+        return _bad_request(str(exc), "input_tokens")
 
     @app.exception_handler(AdapterNotFound)
     async def _not_found(request: Request, exc: AdapterNotFound) -> JSONResponse:
@@ -128,12 +164,17 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = ()) -> Fas
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts or not all(prompts):
             return _bad_request("prompt: must not be empty", "prompt")
-        prompt_ids = [engine.tokenize_prompt(p) for p in prompts]
+        scored = body.logprobs is not None or body.prompt_logprobs is not None
+        too_many = _size_problem(len(prompts), body.n, scored=scored)
+        if too_many is not None:
+            return too_many
         try:
             constraint = body.choice_constraint()
         except ValueError as err:
             return _bad_request(str(err), "structured_outputs")
-        problem = _completion_problem(body, prompt_ids, engine.max_model_len)
+        prompt_ids = [engine.tokenize_prompt(p) for p in prompts]
+        problem = _completion_problem(body, prompt_ids, engine.max_model_len,
+                                      generates=body.max_tokens > 0 or constraint is not None)
         if problem is None and constraint is not None and (body.echo or body.logprobs is not None or body.stream):
             problem = _bad_request("a choice constraint cannot be combined with echo, logprobs or stream here",
                                    "structured_outputs")
@@ -182,6 +223,9 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = ()) -> Fas
         except ValueError as err:
             return _bad_request(str(err), "structured_outputs")
         prompt_ids = [engine.tokenize_chat([m.model_dump() for m in body.messages])]
+        problem = _context_problem(prompt_ids, engine.max_model_len, generates=True)
+        if problem is not None:
+            return problem
         if body.stream:
             if constraint is not None:
                 return _bad_request("a choice constraint cannot be combined with stream here", "stream")
@@ -211,6 +255,9 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = ()) -> Fas
         await engine.unload_adapter(body.lora_name)
         return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' removed successfully.")
 
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes,
+                       error_body=lambda limit: error_body(f"request body exceeds {limit} bytes",
+                                                           "RequestEntityTooLarge", 413))
     if api_keys:
         app.add_middleware(BearerAuthMiddleware, tokens=list(api_keys), guarded=vllm_guarded,
                            body={"error": "Unauthorized"})

@@ -3,7 +3,9 @@
 One worker thread owns the model. Requests from the event loop land in a bounded queue; the worker
 groups compatible ones (same sampling parameters) into one batched, left-padded `generate` call.
 Rows may use different adapters in the same batch (peft's `adapter_names`). Each row stops on its
-own `max_tokens` or stop strings. Adapter loads/unloads run on the same thread between batches, so
+own `max_tokens` (as in vLLM, at most what its own prompt leaves of the context) or stop strings; rows
+share a batch only when the longest prompt plus the largest budget fits the context, so a long prompt
+never shortens another request's completion. Adapter loads/unloads run on the same thread between batches, so
 they are serialised and never race a forward pass.
 
 Scoring jobs (prompt log-probabilities for `echo` + `logprobs`, constrained choice) are batched
@@ -15,6 +17,7 @@ output layer is applied in chunks (scoring.py), so no [batch, seq, vocab] tensor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import queue
 import threading
@@ -35,7 +38,13 @@ from transformers import (
 )
 
 from selfspec.adapters import validate_adapter_name, validate_adapter_path
-from selfspec.errors import AdapterConflict, AdapterNotFound, BackendOverloaded, SelfSpecError
+from selfspec.errors import (
+    AdapterConflict,
+    AdapterNotFound,
+    BackendOverloaded,
+    ContextLengthExceeded,
+    SelfSpecError,
+)
 from services.generator import scoring
 from services.generator.scoring import Head, PromptLogprobs
 
@@ -230,6 +239,12 @@ class GenerationEngine:
         params: GenerationParams,
         on_delta: Callable[[str], None] | None = None,
     ) -> GenerationResult:
+        """Complete one prompt. Like vLLM, a prompt that leaves no room in the context is refused
+        (ContextLengthExceeded) and `max_tokens` is cut to what this prompt leaves (finish "length")."""
+        room = self.max_model_len - len(prompt_ids)
+        if room < 1:
+            raise ContextLengthExceeded(self.max_model_len, len(prompt_ids))
+        params = dataclasses.replace(params, max_tokens=min(params.max_tokens, room))
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._pending >= self.max_queue:
@@ -383,7 +398,11 @@ class GenerationEngine:
             rows = [row for other in (*batch, job) for row in other.rows]  # type: ignore[union-attr]
             return len(rows) <= SCORE_MAX_ROWS and len(rows) * max(map(len, rows)) <= SCORE_MAX_TOKENS
         if isinstance(first, _Job) and isinstance(job, _Job):
-            return len(batch) < self.max_batch and job.params.batch_key() == first.params.batch_key()
+            jobs = [j for j in (*batch, job) if isinstance(j, _Job)]
+            # One generate call runs to the longest prompt plus the largest budget: it must fit the context.
+            length = max(len(j.prompt_ids) for j in jobs) + max(j.params.max_tokens for j in jobs)
+            return (len(batch) < self.max_batch and job.params.batch_key() == first.params.batch_key()
+                    and length <= self.max_model_len)
         return False
 
     def _run_admin(self, op: _AdminOp) -> None:
@@ -423,9 +442,10 @@ class GenerationEngine:
     @torch.inference_mode()
     def _generate(self, jobs: list[_Job]) -> list[GenerationResult]:
         params = jobs[0].params
+        # Each row's budget already fits the context beside its own prompt, and the batch beside the
+        # longest prompt (_compatible): no row's max_tokens is cut for another's prompt.
         budget = max(job.params.max_tokens for job in jobs)
         longest = max(len(job.prompt_ids) for job in jobs)
-        budget = max(1, min(budget, self.max_model_len - longest))
         pad_id = self.tokenizer.pad_token_id
         input_ids = torch.full((len(jobs), longest), pad_id, dtype=torch.long)
         attention = torch.zeros((len(jobs), longest), dtype=torch.long)

@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_LOGPROBS = 20  # vLLM's default --max-logprobs
 LOGPROB_FLOOR = -9999.0  # vLLM clamps -inf to this JSON-safe value
+
+# Bounds on one request (vLLM has none of these; the embedded server runs on one CPU worker thread).
+MAX_BODY_BYTES = 8 * 1024 * 1024  # larger bodies are a 413
+MAX_ROWS = 256  # prompts x n of one request: each is a queued generation (the engine queues 512 by default)
+MAX_SCORED_ROWS = 64  # prompts x n of an echo / logprobs request, scored in one forward pass
+MAX_CHOICES = 64  # options of a choice constraint: one scoring row each
+MAX_STOP = 32  # stop strings: each is looked for in every row at every step
+MAX_MESSAGES = 1024  # messages of one chat request
 
 
 class _Request(BaseModel):
@@ -36,6 +44,13 @@ class _SamplingRequest(_Request):
     guided_grammar: str | None = None
     response_format: dict[str, Any] | None = None
 
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop strings, got {len(stop)}")
+        return stop
+
     def choice_constraint(self) -> list[str] | None:
         """The choices to constrain the output to, or None; ValueError names an unsupported constraint."""
         structured = {k: v for k, v in (self.structured_outputs or {}).items() if v is not None}
@@ -50,6 +65,8 @@ class _SamplingRequest(_Request):
             return None
         if not isinstance(choices, list) or not choices or not all(isinstance(c, str) and c for c in choices):
             raise ValueError("choice: expected a non-empty list of non-empty strings")
+        if len(choices) > MAX_CHOICES:
+            raise ValueError(f"choice: at most {MAX_CHOICES} choices, got {len(choices)}")
         return list(dict.fromkeys(choices))
 
 
@@ -67,7 +84,7 @@ class ChatMessageIn(_Request):
 
 
 class ChatCompletionRequest(_SamplingRequest):
-    messages: list[ChatMessageIn] = Field(min_length=1)
+    messages: list[ChatMessageIn] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int | None = Field(None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     logprobs: bool = False
