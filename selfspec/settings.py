@@ -24,6 +24,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Upper bounds on the numbers a run config (and so an API request) controls: far above any real run
+# (the paper's full run: 5k samples per round, 512-token responses, 64 workers), low enough that a
+# typo or a hostile request cannot ask for unbounded work, memory or fan-out.
+MAX_TARGET = 100_000  # samples per round
+MAX_WORKERS = 256  # requests in flight per stage
+MAX_GENERATION_TOKENS = 8192  # max_tokens of one generation request
+MAX_PASSAGE_WORDS = 2000
+MAX_EPOCHS = 100
+MAX_SEQUENCE_TOKENS = 32_768  # training max_length
+
+
 class RunSection(_Section):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     domain: str = "biomedical"
@@ -31,8 +42,9 @@ class RunSection(_Section):
     corpus: Path = Path("corpora/biomedical.jsonl")
     index: str = Field("biomedical", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     random_seed: int = 0
-    held_out_seeds: int = Field(4, ge=0, description="seed tasks kept aside for the before/after comparison")
-    seeds_limit: int = Field(0, ge=0, description="use a random subset of this many seed tasks (0: all)")
+    held_out_seeds: int = Field(4, ge=0, le=10_000,
+                                description="seed tasks kept aside for the before/after comparison")
+    seeds_limit: int = Field(0, ge=0, le=MAX_TARGET, description="use a random subset of this many seed tasks (0: all)")
     # Work sharing (set by `selfspec sweep`, usable by hand): answer another run's round-1 instructions
     # instead of generating new ones, or start from another run's round 1 (its instructions and adapter).
     instructions_from: str = Field("", description="run id whose round-1 kept instructions round 1 answers")
@@ -41,16 +53,17 @@ class RunSection(_Section):
 
 class GenerationSection(_Section):
     model: str = Field("smollm2-135m", description="model name served by the generator (base)")
-    target_per_round: int = Field(100, ge=1)
+    target_per_round: int = Field(100, ge=1, le=MAX_TARGET)
     seeds_per_prompt: int = Field(3, ge=1, le=20)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(0.98, gt=0.0, le=1.0)
-    instruction_max_tokens: int = Field(256, ge=16)
-    response_max_tokens: int = Field(160, ge=8)
+    instruction_max_tokens: int = Field(256, ge=16, le=MAX_GENERATION_TOKENS)
+    response_max_tokens: int = Field(160, ge=8, le=MAX_GENERATION_TOKENS)
     demos_per_response: int = Field(5, ge=0, le=20)
-    passage_max_words: int = Field(120, ge=10, description="background passages are cut to this many words")
-    instruction_workers: int = Field(4, ge=1)
-    response_workers: int = Field(8, ge=1)
+    passage_max_words: int = Field(120, ge=10, le=MAX_PASSAGE_WORDS,
+                                   description="background passages are cut to this many words")
+    instruction_workers: int = Field(4, ge=1, le=MAX_WORKERS)
+    response_workers: int = Field(8, ge=1, le=MAX_WORKERS)
 
 
 class RetrievalSection(_Section):
@@ -60,7 +73,7 @@ class RetrievalSection(_Section):
     # open question. They run in-process (backend "embedded") and need the `dense` extra.
     method: Literal["bm25", "dense", "hybrid"] = "bm25"
     dense_model: str = Field("", description="local sentence-transformers dir; empty: the packaged all-MiniLM-L6-v2")
-    rrf_k: int = Field(60, ge=1)
+    rrf_k: int = Field(60, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _method_needs_embedded(self) -> RetrievalSection:
@@ -71,8 +84,8 @@ class RetrievalSection(_Section):
 
 class FiltersSection(_Section):
     rouge_l_threshold: float = Field(0.7, gt=0.0, le=1.0)
-    min_words: int = Field(3, ge=1)
-    max_words: int = Field(150, ge=1)
+    min_words: int = Field(3, ge=1, le=10_000)
+    max_words: int = Field(150, ge=1, le=10_000)
     blacklist: tuple[str, ...] = (
         "image", "images", "graph", "graphs", "picture", "pictures", "file", "files",
         "map", "maps", "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
@@ -91,7 +104,7 @@ class GatesSection(_Section):
     gate's name and its instruction replaced. Keys named after a gate switch it on or off."""
 
     too_short: bool = True
-    min_words: int = Field(1, ge=1, description="fewer words is too_short; 1 keeps one-word labels ('yes', "
+    min_words: int = Field(1, ge=1, le=10_000, description="fewer words is too_short; 1 keeps one-word labels ('yes', "
                            "'agonist'), which half the biomedical seed outputs are")
     truncated: bool = Field(True, description="gate responses cut off by the token limit")
     repetitive: bool = True
@@ -107,7 +120,7 @@ class GatesSection(_Section):
     judge_model: str = ""
     judge_threshold: float = Field(5.0, ge=1.0, le=10.0, description="a lower score is judge_low")
     judge_unparsed: Literal["keep", "drop"] = Field("keep", description="a reply without a 1-10 score")
-    judge_max_tokens: int = Field(16, ge=1)
+    judge_max_tokens: int = Field(16, ge=1, le=MAX_GENERATION_TOKENS)
     judge_api_key: str = Field("", exclude=True, repr=False, description="set by SELFSPEC_GATES__JUDGE_API_KEY; "
                                "never written to the run store or shown")
 
@@ -120,16 +133,16 @@ class GatesSection(_Section):
 
 class TrainingSection(_Section):
     enabled: bool = Field(True, description="false: stop after round 1's dataset export (synthesis only)")
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
+    r: int = Field(8, ge=1, le=1024)
+    alpha: int = Field(16, ge=1, le=16_384)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    lr: float = Field(3e-4, gt=0.0)
-    epochs: float = Field(3.0, gt=0.0)
-    effective_batch: int = Field(32, ge=1)
-    micro_batch: int = Field(4, ge=1)
-    max_length: int = Field(512, ge=32)
+    lr: float = Field(3e-4, gt=0.0, le=1.0)
+    epochs: float = Field(3.0, gt=0.0, le=MAX_EPOCHS)
+    effective_batch: int = Field(32, ge=1, le=65_536)
+    micro_batch: int = Field(4, ge=1, le=4096)
+    max_length: int = Field(512, ge=32, le=MAX_SEQUENCE_TOKENS)
     quantization: Literal["auto", "nf4", "none"] = "auto"
-    max_steps: int = Field(-1, description="-1 = derive from epochs")
+    max_steps: int = Field(-1, ge=-1, le=10_000_000, description="-1 = derive from epochs")
     mix_seeds: bool = Field(False, description="also train on the prompting seed tasks (the paper does not)")
 
 
@@ -137,7 +150,7 @@ class Round2Section(_Section):
     instructions: Literal["distinct", "reuse"] = "distinct"
     instruction_model: Literal["base", "adapter"] = "base"
     init_from: Literal["base", "r1"] = "base"
-    target: int = Field(0, ge=0, description="samples in rounds >= 2 (0: generation.target_per_round)")
+    target: int = Field(0, ge=0, le=MAX_TARGET, description="samples in rounds >= 2 (0: generation.target_per_round)")
 
 
 class RoundsSection(_Section):
@@ -182,8 +195,8 @@ class StorageSection(_Section):
 
 class EvalSection(_Section):
     tasks: tuple[str, ...] = ()
-    shots: tuple[int, ...] = (0,)
-    max_items_per_task: int = Field(0, ge=0, description="0 = all")
+    shots: tuple[Annotated[int, Field(ge=0, le=64)], ...] = (0,)
+    max_items_per_task: int = Field(0, ge=0, le=10_000_000, description="0 = all")
     scoring: tuple[Literal["generate", "choice", "constrained"], ...] = Field(
         ("generate",), min_length=1, description="how label tasks are answered, several allowed (evaluation/README.md)")
 

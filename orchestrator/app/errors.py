@@ -32,6 +32,10 @@ class RunStateConflict(SelfSpecError):
     """The run is not in a state that allows this action (e.g. resume of a completed run)."""
 
 
+class TooManyRuns(SelfSpecError):
+    """The server already drives as many runs as `SELFSPEC_API_MAX_ACTIVE_RUNS` allows (429)."""
+
+
 class IdempotencyKeyReused(ConfigError):
     """An `Idempotency-Key` sent again with a different request body."""
 
@@ -48,12 +52,15 @@ class RequestFieldError(ConfigError):
         super().__init__("; ".join(f"[{'.'.join(str(p) for p in e['loc'])}] {e['msg']}" for e in errors))
 
 
+RETRY_AFTER_S = 30  # what a 429 suggests: runs take minutes, so polling faster gains nothing
+
 # Most specific first: the first matching class decides the status.
 ERROR_STATUS: dict[type[SelfSpecError], int] = {
     RunNotFound: 404,
     EvaluationNotFound: 404,
     RunStateConflict: 409,
     RunIdConflict: 409,
+    TooManyRuns: 429,
     ConfigError: 422,
     InputFileError: 422,
     AdapterInvalid: 400,
@@ -74,7 +81,8 @@ async def _selfspec_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc)
     if isinstance(exc, RequestFieldError):
         return JSONResponse({"detail": exc.errors}, status_code=code)
-    return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=code)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if code == 429 else None
+    return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=code, headers=headers)
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:

@@ -60,7 +60,7 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
                 # A custom services factory (a test's fake trainer, say) cannot be rebuilt in a worker process.
                 isolate = settings.run_workers == "process" and services_factory is None
                 run_manager = RunManager(services, server=config, engine=engine, grace_s=settings.shutdown_grace_s,
-                                         isolate=isolate)
+                                         isolate=isolate, max_active=settings.max_active_runs)
                 jobs = EvaluationJobs(store=services.store, generator=services.generator, config=config,
                                       engine=engine)
                 collector = metrics.watch_runs(services.store, run_manager.active, run_manager.counters)

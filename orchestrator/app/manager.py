@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.app.engine import Engine
-from orchestrator.app.errors import IdempotencyKeyReused, RunStateConflict
+from orchestrator.app.errors import IdempotencyKeyReused, RunStateConflict, TooManyRuns
 from orchestrator.app.metrics import GeneratorCounters
 from orchestrator.app.queries import TERMINAL
 from orchestrator.app.run_configs import stored_run_config
@@ -57,9 +57,9 @@ def new_run_id(name: str) -> str:
 
 class RunManager:
     def __init__(self, services: Services, *, server: RunConfig, engine: Engine, grace_s: float = 10.0,
-                 isolate: bool = True, counters: GeneratorCounters | None = None) -> None:
+                 isolate: bool = True, counters: GeneratorCounters | None = None, max_active: int = 8) -> None:
         self.services, self.server, self.engine = services, server, engine
-        self.grace_s, self.isolate = grace_s, isolate
+        self.grace_s, self.isolate, self.max_active = grace_s, isolate, max_active
         self.counters = counters or GeneratorCounters(services.generator)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
@@ -84,6 +84,14 @@ class RunManager:
             # Training knobs are per run; the job runner (and its jobs dir) is the server's.
             trainer = LocalAdapterTrainer(config, runner=trainer.runner)
         return build_driver(config, self.services, trainer)
+
+    def _check_capacity(self) -> None:
+        """Creating or resuming one more run must stay within `max_active` (on the engine loop, so two
+        requests cannot both take the last slot)."""
+        if len(self._tasks) >= self.max_active:
+            raise TooManyRuns(f"{len(self._tasks)} runs are active, the most this server drives at once "
+                              f"(SELFSPEC_API_MAX_ACTIVE_RUNS = {self.max_active}); retry when one has ended, "
+                              "or cancel one")
 
     def _start(self, run_id: str, driver: RunDriver) -> None:
         drive = self._drive_worker(run_id) if self.isolate else self._drive(run_id, driver)
@@ -190,6 +198,7 @@ class RunManager:
                     raise IdempotencyKeyReused(f"Idempotency-Key {idempotency_key!r} was used for another request "
                                                f"(run {known[0]}); use a new key for a new run")
                 return known[0], False
+        self._check_capacity()
         driver = self._driver(config)
         run_id = driver.create(new_run_id(config.run.name))
         if idempotency_key is not None:
@@ -203,6 +212,7 @@ class RunManager:
             raise RunStateConflict(f"run {run_id!r} is already running (or being cancelled)")
         if run["status"] == "completed":
             raise RunStateConflict(f"run {run_id!r} is completed; nothing to resume")
+        self._check_capacity()
         driver = self._driver(stored_run_config(run["config"]))
         # Said at once: a worker process takes a moment to start, and until then the store would still
         # show the `failed`/`cancelled` the run is being resumed from.

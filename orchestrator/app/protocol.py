@@ -147,10 +147,10 @@ class EvaluationRequest(_Request):
         min_length=1, max_length=16, description="served model names (base, adapters), base first")
     tasks: list[str] = Field(min_length=1, max_length=64,
                              description="task folders ('biomedical') or files ('biomedical/pubmed_yes_no')")
-    shots: list[int] = Field([0], min_length=1, max_length=8)
-    max_items: int = Field(0, ge=0, description="first N items per task; 0 = all")
+    shots: list[Annotated[int, Field(ge=0, le=64)]] = Field([0], min_length=1, max_length=8)
+    max_items: int = Field(0, ge=0, le=10_000_000, description="first N items per task; 0 = all")
     concurrency: int = Field(8, ge=1, le=64)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     run_id: str | None = Field(None, pattern=NAME_PATTERN)
     scoring: list[Literal["generate", "choice", "constrained"]] = Field(
         ["generate"], min_length=1, max_length=3, description="scoring modes (evaluation/README.md)")

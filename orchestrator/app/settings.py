@@ -29,6 +29,8 @@ class ApiSettings(BaseSettings):
     read_nice: int = Field(
         5, ge=0, le=19, description="nice steps the threads serving HTTP run below the runs' worker processes "
         "(Linux): when CPU is short, the run keeps its pace and reads wait; 0 = equal priority")
+    max_active_runs: int = Field(8, ge=1, le=1024, description="runs driven at once; creating or resuming one "
+                                 "more is a 429 (runs interrupted by a restart are all resumed)")
     shutdown_grace_s: float = Field(10.0, ge=0, description="wait this long for runs to stop on shutdown")
 
     @property

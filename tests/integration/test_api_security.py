@@ -34,7 +34,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, fake_state: FakeState) -> Iter
     tmp = tmp_path_factory.mktemp("api-security")
     with fake_generator(fake_state) as gen_url:
         config = api_config(tmp, gen_url, target=3)
-        with running_api(config, token=TOKEN, max_body_bytes=LIMIT) as client:
+        # The module's runs need not finish before the next test starts one: no cap in the way.
+        with running_api(config, token=TOKEN, max_body_bytes=LIMIT, max_active_runs=64) as client:
             yield client, config
 
 
@@ -46,6 +47,11 @@ def client(env: tuple[httpx.Client, RunConfig]) -> httpx.Client:
 @pytest.fixture
 def config(env: tuple[httpx.Client, RunConfig]) -> RunConfig:
     return env[1]
+
+
+def _run_ids(client: httpx.Client) -> list[str]:
+    """The runs there are (ids only: a run that just ended may still flip its `active` flag)."""
+    return [run["id"] for run in client.get("/v1/runs").json()]
 
 
 def _routes(config: RunConfig) -> list[tuple[str, str]]:
@@ -102,7 +108,7 @@ def test_stream_tickets_expire() -> None:
 
 
 def test_bad_config_gets_422_with_field_paths_and_writes_nothing(client: httpx.Client) -> None:
-    before = client.get("/v1/runs").json()
+    before = _run_ids(client)
     cases = {
         "generation.target_per_round": {"generation": {"target_per_round": 0}},
         "generation.bogus": {"generation": {"bogus": 1}},
@@ -122,7 +128,7 @@ def test_bad_config_gets_422_with_field_paths_and_writes_nothing(client: httpx.C
         assert client.post("/v1/runs", json=body).status_code == 422
     escaped = client.post("/v1/runs", json={"run": {"seeds": "../../../../etc/hosts"}})
     assert escaped.status_code == 422 and escaped.json()["detail"][0]["loc"] == ["body", "run", "seeds"]
-    assert client.get("/v1/runs").json() == before
+    assert _run_ids(client) == before
 
 
 def test_oversized_bodies_get_413(client: httpx.Client) -> None:
@@ -255,3 +261,49 @@ def test_run_ids_are_full_uuids_and_idempotency_key_replays(client: httpx.Client
     assert fresh.status_code == 201 and fresh.json()["id"] != run_id
     after = {run["id"] for run in client.get("/v1/runs").json()}
     assert after - before == {run_id, fresh.json()["id"]}
+
+
+def test_run_config_numbers_have_upper_bounds(client: httpx.Client) -> None:
+    """Before: only lower bounds, so a request could ask for a billion samples, epochs or tokens."""
+    before = _run_ids(client)
+    cases = {
+        "generation.target_per_round": {"generation": {"target_per_round": 10**9}},
+        "generation.response_workers": {"generation": {"response_workers": 10**6}},
+        "generation.instruction_workers": {"generation": {"instruction_workers": 10**6}},
+        "generation.response_max_tokens": {"generation": {"response_max_tokens": 10**7}},
+        "generation.instruction_max_tokens": {"generation": {"instruction_max_tokens": 10**7}},
+        "generation.passage_max_words": {"generation": {"passage_max_words": 10**6}},
+        "training.epochs": {"training": {"epochs": 1e6}},
+        "training.max_length": {"training": {"max_length": 10**7}},
+        "training.max_steps": {"training": {"max_steps": -5}},
+        "rounds.round2.target": {"rounds": {"round2": {"target": 10**9}}},
+        "eval.shots.0": {"eval": {"shots": [10**4]}},
+    }
+    for field, body in cases.items():
+        response = client.post("/v1/runs", json=body)
+        assert response.status_code == 422, (field, response.text)
+        paths = [".".join(str(p) for p in e["loc"][1:]) for e in response.json()["detail"]]
+        assert field in paths, (field, paths)
+    for body in ({"shots": [10**4]}, {"max_items": 10**12}, {"seed": 2**70}):
+        response = client.post("/v1/evaluations", json={"models": ["fake-base"], "tasks": ["biomedical"], **body})
+        assert response.status_code == 422, (body, response.text)
+    assert _run_ids(client) == before
+
+
+def test_active_runs_are_capped(tmp_path: Path) -> None:
+    """Before: any number of runs ran at once. Beyond max_active_runs, creating or resuming one is a 429."""
+    with fake_generator(FakeState(latency_s=0.3)) as gen_url:
+        config = api_config(tmp_path, gen_url, target=200)
+        with running_api(config, token=TOKEN, max_active_runs=1, run_workers="inline") as client:
+            first = client.post("/v1/runs", json={}).json()["id"]
+            refused = client.post("/v1/runs", json={"run": {"name": "second"}})
+            assert refused.status_code == 429, refused.text
+            assert "SELFSPEC_API_MAX_ACTIVE_RUNS" in refused.json()["detail"] and refused.headers["retry-after"]
+            assert _run_ids(client) == [first]  # nothing written
+            assert client.post(f"/v1/runs/{first}/cancel").status_code == 200
+            second = client.post("/v1/runs", json={"run": {"name": "second"}})
+            assert second.status_code == 201, second.text
+            assert client.post(f"/v1/runs/{first}/resume").status_code == 429  # the slot is taken again
+            assert client.post(f"/v1/runs/{second.json()['id']}/cancel").status_code == 200
+            assert client.post(f"/v1/runs/{first}/resume").status_code == 200
+            assert client.post(f"/v1/runs/{first}/cancel").status_code == 200
