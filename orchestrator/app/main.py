@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
 from orchestrator.app.cache import TTLCache
 from orchestrator.app.deps import ApiState
@@ -25,7 +26,7 @@ from orchestrator.app.evaluation_jobs import EvaluationJobs
 from orchestrator.app.lock import DataDirLock
 from orchestrator.app.manager import RunManager
 from orchestrator.app.metrics import ApiMetrics
-from orchestrator.app.middleware import RequestMetricsMiddleware
+from orchestrator.app.middleware import CrossSiteGuardMiddleware, RequestMetricsMiddleware
 from orchestrator.app.routes import adapters, evaluations, health, runs, ui
 from orchestrator.app.settings import ApiSettings
 from orchestrator.app.tickets import StreamTickets
@@ -95,6 +96,8 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+    app.add_middleware(CrossSiteGuardMiddleware, allowed_origins=settings.cors_origins)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts), www_redirect=False)
     return app

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request accounting for /metrics (the body limit is selfspec.body_limit).
+"""Pure ASGI middleware: request accounting for /metrics, and the cross-site guard on state changes
+(the body limit is selfspec.body_limit; the Host allowlist is Starlette's TrustedHostMiddleware).
 
 Pure ASGI rather than `BaseHTTPMiddleware` so streamed responses (SSE, dataset downloads) pass
 through untouched.
@@ -6,11 +7,63 @@ through untouched.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
+from urllib.parse import urlsplit
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.app.metrics import ApiMetrics
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The content types a cross-site page may POST without a CORS preflight (an HTML form, `fetch` no-cors).
+SIMPLE_CONTENT_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class CrossSiteGuardMiddleware:
+    """No state change from another site: a POST (PUT, PATCH, DELETE) whose `Origin` is neither this
+    server nor an allowed CORS origin is a 403, and one whose body is a form or plain text (what a page
+    can send cross-site without a preflight) is a 415. Browsers send `Origin` on every POST; clients that
+    are not browsers send none, or JSON, and pass. Without a token the API trusts loopback, so this and
+    the Host allowlist are what keep a web page the user visits from driving it."""
+
+    def __init__(self, app: ASGIApp, *, allowed_origins: Sequence[str] = ()) -> None:
+        self.app = app
+        self.allowed_origins = {origin.rstrip("/").lower() for origin in allowed_origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is not None and not self._same_or_allowed(origin, headers.get("host", "")):
+            await _refuse(send, 403, f"cross-site request refused: Origin {origin!r} is neither this server nor "
+                                     "one of SELFSPEC_API_CORS_ORIGINS")
+            return
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in SIMPLE_CONTENT_TYPES:
+            await _refuse(send, 415, f"Content-Type {content_type!r} is not accepted: send application/json "
+                                     "(or no body)")
+            return
+        await self.app(scope, receive, send)
+
+    def _same_or_allowed(self, origin: str, host: str) -> bool:
+        origin = origin.rstrip("/").lower()
+        if origin in self.allowed_origins or "*" in self.allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.netloc == host.lower()
+
 
 # A label value per request method the client invents would grow /metrics without bound.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class ApiSettings(BaseSettings):
@@ -13,7 +16,13 @@ class ApiSettings(BaseSettings):
 
     token: SecretStr | None = Field(None, description="bearer token required on every route but /healthz")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
-    cors_origins: tuple[str, ...] = Field((), description="allowed CORS origins; empty = CORS off")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="allowed CORS origins (comma-separated or a JSON array); empty = CORS off. Other sites' "
+        "pages cannot change state (POST with their Origin is a 403)")
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        LOOPBACK_HOSTS, description="Host header values served (comma-separated or a JSON array; '*.example.com' "
+        "wildcards, '*' = any); others get 400, so a DNS-rebound name cannot reach a loopback API. Add the "
+        "names clients use when serving beyond loopback")
     sse_poll_s: float = Field(0.25, gt=0, description="how often an SSE stream looks for new events")
     sse_ping_s: float = Field(15.0, gt=0, description="keep-alive comment interval on SSE streams")
     sse_ticket_ttl_s: float = Field(60.0, gt=0, le=3600, description="lifetime of an event-stream ticket "
@@ -32,6 +41,15 @@ class ApiSettings(BaseSettings):
     max_active_runs: int = Field(8, ge=1, le=1024, description="runs driven at once; creating or resuming one "
                                  "more is a 429 (runs interrupted by a restart are all resumed)")
     shutdown_grace_s: float = Field(10.0, ge=0, description="wait this long for runs to stop on shutdown")
+
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("["):
+            return json.loads(value)
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @property
     def token_value(self) -> str | None:

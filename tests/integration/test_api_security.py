@@ -307,3 +307,33 @@ def test_active_runs_are_capped(tmp_path: Path) -> None:
             assert client.post(f"/v1/runs/{second.json()['id']}/cancel").status_code == 200
             assert client.post(f"/v1/runs/{first}/resume").status_code == 200
             assert client.post(f"/v1/runs/{first}/cancel").status_code == 200
+
+
+def test_host_allowlist_refuses_rebound_names(client: httpx.Client) -> None:
+    """Before: any Host was served, so a DNS-rebound name (evil.example -> 127.0.0.1) reached the API."""
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example"):
+        response = client.get("/v1/runs", headers={"Host": host})
+        assert response.status_code == 400, host
+        assert client.post("/v1/runs", json={}, headers={"Host": host}).status_code == 400
+    port = client.base_url.port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
+        assert client.get("/v1/runs", headers={"Host": host}).status_code == 200, host
+    assert ApiSettings(allowed_hosts="api.example.org, *.lab.example").allowed_hosts == (
+        "api.example.org", "*.lab.example")
+
+
+def test_no_state_change_from_another_site(client: httpx.Client) -> None:
+    """Before: a page on another site could POST (a form, or a bodyless fetch) and create or cancel runs."""
+    before = _run_ids(client)
+    evil = {"Origin": "https://evil.example"}
+    assert client.post("/v1/runs", json={}, headers=evil).status_code == 403
+    assert client.post("/v1/runs/x/cancel", headers={"Origin": "null"}).status_code == 403
+    assert client.post("/v1/adapters/ok/load", headers=evil).status_code == 403
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b"):
+        response = client.post("/v1/runs", content=b"{}", headers={"Content-Type": content_type})
+        assert response.status_code == 415, content_type
+    assert _run_ids(client) == before
+    same_site = {"Origin": str(client.base_url).rstrip("/")}  # the dashboard's own origin
+    created = client.post("/v1/runs", json={"run": {"name": "same-origin"}}, headers=same_site)
+    assert created.status_code == 201, created.text
+    assert client.get("/v1/runs", headers=evil).status_code == 200  # reads stay guarded by the token alone
