@@ -18,6 +18,7 @@ from selfspec.prompts import render
 from selfspec.seeds import load_seeds
 from selfspec.settings import RunConfig
 from selfspec.types import SamplingParams, SeedTask
+from selfspec.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,13 @@ async def execute_run(config: RunConfig, *, resume: str | None, console: Console
     seeds = load_seeds(config.resolve(config.run.seeds))
     started = time.monotonic()
     async with open_services(config) as services:
-        console.print(f"services up in {time.monotonic() - started:.1f}s: generator {services.generator.urls}")
+        shown = ", ".join(redact_url(url) for url in services.generator.urls)
+        console.print(f"services up in {time.monotonic() - started:.1f}s: generator {shown}")
         driver = RunDriver(config=config, store=services.store, generator=services.generator,
                            retriever=services.retriever, trainer=services.trainer, seeds=seeds,
                            judge=services.judge)
         run_id = resume or driver.create()
-        console.print(f"run [bold]{run_id}[/] ({'resumed' if resume else 'new'}); store: {config.database_url}")
+        console.print(f"run [bold]{run_id}[/] ({'resumed' if resume else 'new'}); store: {redact_url(config.database_url)}")
         with RichProgress(console) as progress:
             driver.progress = progress
             summary = await driver.execute(run_id)

@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+from selfspec.urls import redact_url
+
 
 class SelfSpecError(Exception):
     """Base of every error selfspec raises on purpose."""
@@ -42,7 +44,10 @@ class ModelProvisionError(SelfSpecError):
 
 
 class BackendError(SelfSpecError):
+    """`backend` names the service (usually its URL); a password in it never reaches the message."""
+
     def __init__(self, message: str, *, backend: str = "") -> None:
+        backend = redact_url(backend)
         self.backend = backend
         super().__init__(f"{backend}: {message}" if backend else message)
 

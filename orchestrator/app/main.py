@@ -34,6 +34,7 @@ from orchestrator.services import Services, open_services
 from selfspec.body_limit import BodyLimitMiddleware
 from selfspec.processes import lower_thread_priority
 from selfspec.settings import RunConfig
+from selfspec.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
                                          TTLCache(settings.progress_ttl_s))
                 resumed = await run_manager.resume_interrupted()
                 await jobs.resume_interrupted()
-                log.info("orchestrator API ready (store %s; %d runs resumed)", config.database_url, len(resumed))
+                log.info("orchestrator API ready (store %s; %d runs resumed)", redact_url(config.database_url),
+                         len(resumed))
                 try:
                     yield
                 finally:

@@ -70,7 +70,8 @@ class RunDetail(RunSummary):
     samples_ok: int
     rate_per_s: float | None = Field(description="samples/s over the last minute (active runs)")
     eta_s: float | None = Field(description="seconds until the current round's synthesis reaches its target")
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(description="the run's config without the server-owned sections (storage, "
+                                   "services)")
 
 
 class DocRefOut(BaseModel):

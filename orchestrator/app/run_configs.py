@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from orchestrator.app.errors import RequestFieldError
 from selfspec.settings import REPO_ROOT, RunConfig
+from selfspec.urls import redact_url
 
 SERVER_SECTIONS = ("storage", "services")
 SERVER_FIELDS = (("run", "index"), ("run", "corpus"), ("retrieval", "backend"))
@@ -88,6 +89,16 @@ def build_run_config(body: Any, server: RunConfig) -> RunConfig:
     if errors:
         raise RequestFieldError(errors)
     return config
+
+
+def public_config(data: dict[str, Any] | None) -> dict[str, Any]:
+    """A stored run config as the API shows it: without the server-owned sections (storage holds the
+    database URL, services the replica URLs, either may carry credentials), the judge URL without a password."""
+    shown = {key: value for key, value in (data or {}).items() if key not in SERVER_SECTIONS}
+    gates = shown.get("gates")
+    if isinstance(gates, dict) and isinstance(gates.get("judge_url"), str):
+        shown["gates"] = {**gates, "judge_url": redact_url(gates["judge_url"])}
+    return shown
 
 
 def stored_run_config(data: dict[str, Any]) -> RunConfig:

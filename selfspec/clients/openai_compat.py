@@ -30,6 +30,7 @@ from selfspec.errors import (
     ParseError,
 )
 from selfspec.types import AdapterRef, Completion, SamplingParams, TokenLogprobs
+from selfspec.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ class _Replica:
 
     def cooling(self, now: float) -> bool:
         return now - self.failed_at < COOLDOWN_S
+
+    @property
+    def label(self) -> str:
+        """The URL as errors, logs and /metrics show it: without a password."""
+        return redact_url(self.url)
 
 
 def translate_error(exc: httpx.HTTPError, replica: str) -> BackendError:
@@ -113,7 +119,8 @@ class OpenAICompatGenerator:
         return [r.url for r in self._replicas]
 
     def outstanding(self) -> dict[str, int]:
-        return {r.url: r.outstanding for r in self._replicas}
+        """Calls in flight per replica, keyed by its redacted URL (a /metrics label)."""
+        return {r.label: r.outstanding for r in self._replicas}
 
     async def __aenter__(self) -> OpenAICompatGenerator:
         return self
@@ -236,7 +243,7 @@ class OpenAICompatGenerator:
         try:
             await self._send_once(replica, "POST", path, body)
         except BackendResponseError as err:
-            message = f"replica {replica.url}: {_error_message_from(err)}"
+            message = f"replica {replica.label}: {_error_message_from(err)}"
             if err.status == 404:
                 raise AdapterNotFound(message) from err
             if err.status == 400:
@@ -249,7 +256,7 @@ class OpenAICompatGenerator:
         result = {}
         for replica in self._replicas:
             response = await self._send_once(replica, "GET", "/v1/models", None)
-            result[replica.url] = [c["id"] for c in response.json()["data"] if c.get("parent")]
+            result[replica.label] = [c["id"] for c in response.json()["data"] if c.get("parent")]
         return result
 
     async def load(self, adapter: AdapterRef) -> None:

@@ -13,6 +13,7 @@ import typer
 
 from orchestrator.api_commands import check_bind, is_loopback
 from orchestrator.app.main import create_app
+from orchestrator.app.run_configs import public_config
 from orchestrator.app.settings import ApiSettings
 from orchestrator.app.tickets import StreamTickets
 from selfspec.settings import RunConfig
@@ -337,3 +338,14 @@ def test_no_state_change_from_another_site(client: httpx.Client) -> None:
     created = client.post("/v1/runs", json={"run": {"name": "same-origin"}}, headers=same_site)
     assert created.status_code == 201, created.text
     assert client.get("/v1/runs", headers=evil).status_code == 200  # reads stay guarded by the token alone
+
+
+def test_run_detail_leaves_out_the_server_owned_sections(client: httpx.Client) -> None:
+    """Before: GET /v1/runs/{id} returned the storage and services sections (the database URL, replica URLs)."""
+    run_id = client.post("/v1/runs", json={"run": {"name": "detail"}}).json()["id"]
+    config = client.get(f"/v1/runs/{run_id}").json()["config"]
+    assert "storage" not in config and "services" not in config
+    assert config["generation"]["target_per_round"] == 3 and config["run"]["name"] == "detail"
+    shown = public_config({"gates": {"judge_url": "https://u:pw-secret@judge/v1"},
+                           "storage": {"database_url": "postgresql://u:pw-secret@db/selfspec"}})
+    assert shown == {"gates": {"judge_url": "https://u:***@judge/v1"}}

@@ -114,3 +114,20 @@ async def test_adapter_load_goes_to_every_replica_and_names_the_failing_one() ->
             await client.unload_adapter("r1")
         with pytest.raises(AdapterInvalid):
             await client.load_adapter("../x", "/adapters/x")
+
+
+async def test_replica_credentials_never_reach_errors_or_metrics() -> None:
+    """Before: a replica URL's password was in every error (stored as a run's failure reason, shown by
+    the API) and in the /metrics labels of outstanding calls."""
+    router = Router({"good": FakeState(), "dead": FakeState()}, refused={"dead"})
+    urls = ["http://user:pw-secret@dead", "http://user:pw-secret@good"]
+    async with OpenAICompatGenerator(urls, transport=router, backoff_s=0.001, retries=0) as client:
+        assert set(client.outstanding()) == {"http://user:***@dead", "http://user:***@good"}
+        with pytest.raises(BackendUnavailable) as down:  # the first replica is down
+            await client.unload_adapter("never-loaded")
+        assert "pw-secret" not in str(down.value) and "pw-secret" not in down.value.backend
+    async with OpenAICompatGenerator(urls[1:], transport=router, retries=0) as client:
+        with pytest.raises(AdapterNotFound) as missing:
+            await client.unload_adapter("never-loaded")
+        assert "pw-secret" not in str(missing.value) and "user:***@good" in str(missing.value)
+    assert "pw-secret" not in str(BackendResponseError(500, "boom", backend="https://u:pw-secret@h:9200"))

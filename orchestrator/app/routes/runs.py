@@ -27,7 +27,7 @@ from orchestrator.app.protocol import (
     StreamTicket,
 )
 from orchestrator.app.queries import get_sample, run_progress
-from orchestrator.app.run_configs import build_run_config
+from orchestrator.app.run_configs import build_run_config, public_config
 from orchestrator.app.tickets import StreamTickets
 from orchestrator.pipeline.grounding import retrieval_query
 
@@ -78,7 +78,8 @@ def get_run(run_id: str, state: State) -> Any:
     active = runs.is_active(run_id)
 
     def compute() -> dict[str, Any]:
-        return {**_summary(run, active), **run_progress(store, run, active=active), "config": run["config"]}
+        return {**_summary(run, active), **run_progress(store, run, active=active),
+                "config": public_config(run["config"])}
 
     # A status or phase change is a new key: a client refreshing on the final event never sees the old status.
     return state.progress.get(f"{run_id}|{run['status']}|{run['phase']}|{active}", compute)
