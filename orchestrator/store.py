@@ -221,10 +221,14 @@ class RunStore:
             raise RunNotFound(f"run {run_id!r} not found")
         return dict(row)
 
-    def list_runs(self, *, status: str | None = None) -> list[dict[str, Any]]:
-        query = select(runs).order_by(runs.c.created_at.desc())
+    def list_runs(self, *, status: str | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[dict[str, Any]]:
+        """Newest first; `limit`/`offset` select a page (all runs without a limit)."""
+        query = select(runs).order_by(runs.c.created_at.desc(), runs.c.id)
         if status:
             query = query.where(runs.c.status == status)
+        if limit is not None:
+            query = query.limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from orchestrator.app.events import TooManyStreams
 from orchestrator.store import RunIdConflict
 from selfspec.errors import (
     AdapterConflict,
@@ -61,6 +62,7 @@ ERROR_STATUS: dict[type[SelfSpecError], int] = {
     RunStateConflict: 409,
     RunIdConflict: 409,
     TooManyRuns: 429,
+    TooManyStreams: 429,
     ConfigError: 422,
     InputFileError: 422,
     AdapterInvalid: 400,

@@ -78,9 +78,12 @@ class EvaluationJobs:
             raise EvaluationNotFound(f"evaluation {eval_id!r} not found")
         return dict(row)
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self, *, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Newest first; `limit`/`offset` select a page."""
         with self.store.engine.connect() as conn:
-            query = select(evaluations).order_by(evaluations.c.created_at.desc())
+            query = select(evaluations).order_by(evaluations.c.created_at.desc(), evaluations.c.id)
+            if limit is not None:
+                query = query.limit(limit).offset(offset)
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def _set(self, eval_id: str, **values: Any) -> None:

@@ -12,12 +12,73 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sse_starlette import ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from orchestrator.app.queries import TERMINAL, as_utc
 from orchestrator.store import RunStore
+from selfspec.errors import SelfSpecError
 
 BATCH = 500
+
+
+class TooManyStreams(SelfSpecError):
+    """A client already holds as many event streams as `SELFSPEC_API_SSE_MAX_STREAMS_PER_CLIENT` allows (429)."""
+
+
+class StreamSlots:
+    """Open event streams per client address, at most `per_client` each (used on the HTTP loop only)."""
+
+    def __init__(self, *, per_client: int) -> None:
+        self.per_client = per_client
+        self._open: dict[str, int] = {}
+
+    def take(self, client: str) -> None:
+        held = self._open.get(client, 0)
+        if held >= self.per_client:
+            raise TooManyStreams(f"{held} event streams are open from {client}, the most one client may hold "
+                                 "(SELFSPEC_API_SSE_MAX_STREAMS_PER_CLIENT); close one first")
+        self._open[client] = held + 1
+
+    def give_back(self, client: str) -> None:
+        left = self._open.get(client, 0) - 1
+        if left > 0:
+            self._open[client] = left
+        else:
+            self._open.pop(client, None)
+
+    def held(self, client: str) -> int:
+        return self._open.get(client, 0)
+
+
+async def bounded_stream(events: AsyncIterator[ServerSentEvent], *,
+                         lifetime_s: float) -> AsyncIterator[ServerSentEvent]:
+    """`events` until they end or `lifetime_s` has passed; then the stream just closes, and EventSource
+    reconnects from its Last-Event-ID (its credential checked again)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + lifetime_s
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            event = await asyncio.wait_for(anext(events), remaining)
+        except (StopAsyncIteration, TimeoutError):
+            return
+        yield event
+
+
+class HeldStreamResponse(EventSourceResponse):
+    """An event stream that gives its client's slot back when it ends, however it ends (completed, timed
+    out, or the client gone, even before the first event)."""
+
+    def __init__(self, content: AsyncIterator[ServerSentEvent], *, release: Callable[[], None],
+                 **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 def parse_last_event_id(value: str | None) -> int:

@@ -23,6 +23,7 @@ from orchestrator.app.deps import ApiState
 from orchestrator.app.engine import Engine
 from orchestrator.app.errors import install_error_handlers
 from orchestrator.app.evaluation_jobs import EvaluationJobs
+from orchestrator.app.events import StreamSlots
 from orchestrator.app.lock import DataDirLock
 from orchestrator.app.manager import RunManager
 from orchestrator.app.metrics import ApiMetrics
@@ -89,6 +90,7 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
                   description="Runs, samples, datasets, adapters and evaluations of Self-Specialization.")
     app.state.settings = settings
     app.state.tickets = StreamTickets(ttl_s=settings.sse_ticket_ttl_s)
+    app.state.stream_slots = StreamSlots(per_client=settings.sse_max_streams_per_client)
     app.state.api = None
     install_error_handlers(app)
     for router in (runs.router, runs.stream_router, adapters.router, evaluations.router, health.router):

@@ -25,6 +25,11 @@ class ApiSettings(BaseSettings):
         "names clients use when serving beyond loopback")
     sse_poll_s: float = Field(0.25, gt=0, description="how often an SSE stream looks for new events")
     sse_ping_s: float = Field(15.0, gt=0, description="keep-alive comment interval on SSE streams")
+    sse_max_streams_per_client: int = Field(8, ge=1, le=1024, description="event streams one client address may "
+                                            "hold open at once; one more is a 429")
+    sse_max_lifetime_s: float = Field(3600.0, gt=0, le=86_400, description="an event stream is closed after "
+                                      "this long; EventSource reconnects with Last-Event-ID (and its credential is "
+                                      "checked again)")
     sse_ticket_ttl_s: float = Field(60.0, gt=0, le=3600, description="lifetime of an event-stream ticket "
                                     "(POST /v1/runs/{id}/events/ticket), the URL credential of EventSource")
     progress_ttl_s: float = Field(0.5, ge=0, description="GET /v1/runs/{id} is recomputed at most this often "

@@ -349,3 +349,41 @@ def test_run_detail_leaves_out_the_server_owned_sections(client: httpx.Client) -
     shown = public_config({"gates": {"judge_url": "https://u:pw-secret@judge/v1"},
                            "storage": {"database_url": "postgresql://u:pw-secret@db/selfspec"}})
     assert shown == {"gates": {"judge_url": "https://u:***@judge/v1"}}
+
+
+def test_run_and_evaluation_lists_are_paginated(client: httpx.Client) -> None:
+    """Before: GET /v1/runs and /v1/evaluations returned every row there is, in one response."""
+    for name in ("page-a", "page-b"):
+        assert client.post("/v1/runs", json={"run": {"name": name}}).status_code == 201
+    everything = [run["id"] for run in client.get("/v1/runs").json()]
+    first = client.get("/v1/runs", params={"limit": 1})
+    assert [run["id"] for run in first.json()] == everything[:1]
+    assert first.headers["link"] == '</v1/runs?limit=1&offset=1>; rel="next"'
+    second = client.get(first.headers["link"].split(">")[0].lstrip("<"))
+    assert [run["id"] for run in second.json()] == everything[1:2]
+    last = client.get("/v1/runs", params={"limit": 1, "offset": len(everything) - 1})
+    assert [run["id"] for run in last.json()] == everything[-1:] and "link" not in last.headers
+    for path in ("/v1/runs", "/v1/evaluations"):
+        for params in ({"limit": 0}, {"limit": 501}, {"offset": -1}):
+            assert client.get(path, params=params).status_code == 422, (path, params)
+    assert client.get("/v1/evaluations", params={"limit": 500}).status_code == 200
+
+
+def test_event_streams_are_capped_per_client_and_in_lifetime(tmp_path: Path) -> None:
+    """Before: a client could hold any number of event streams, each open for as long as it liked."""
+    with fake_generator(FakeState(latency_s=0.3)) as gen_url:
+        config = api_config(tmp_path, gen_url, target=200)
+        with running_api(config, token=TOKEN, run_workers="inline", sse_max_streams_per_client=1,
+                         sse_max_lifetime_s=1.0) as client:
+            run_id = client.post("/v1/runs", json={}).json()["id"]
+            started = time.monotonic()
+            with client.stream("GET", f"/v1/runs/{run_id}/events") as first:
+                assert first.status_code == 200
+                second = client.get(f"/v1/runs/{run_id}/events")
+                assert second.status_code == 429 and "SSE_MAX_STREAMS_PER_CLIENT" in second.text
+                lines = list(first.iter_lines())  # the run goes on: the stream ends at its lifetime
+            assert 0.9 <= time.monotonic() - started < 10
+            assert "event: run_created" in lines and "event: end" not in lines
+            with client.stream("GET", f"/v1/runs/{run_id}/events") as again:  # the slot is free again
+                assert again.status_code == 200
+            assert client.post(f"/v1/runs/{run_id}/cancel").status_code == 200

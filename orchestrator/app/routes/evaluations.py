@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import FileResponse
 
 from orchestrator.app.deps import Config, Evaluations, require_token
 from orchestrator.app.errors import EvaluationNotFound
 from orchestrator.app.evaluation_jobs import EvaluationJobs
+from orchestrator.app.pages import DEFAULT_LIMIT, Limit, Offset, link_next
 from orchestrator.app.protocol import EvaluationCreated, EvaluationOut, EvaluationRequest
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], dependencies=[Depends(require_token)])
@@ -32,8 +33,12 @@ async def create_evaluation(request: EvaluationRequest, jobs: Evaluations, respo
 
 
 @router.get("", response_model=list[EvaluationOut])
-def list_evaluations(jobs: Evaluations) -> Any:
-    return [_out(row, jobs) for row in jobs.list()]
+def list_evaluations(jobs: Evaluations, request: Request, response: Response, limit: Limit = DEFAULT_LIMIT,
+                     offset: Offset = 0) -> Any:
+    """Newest first, one page (`Link: rel="next"` when more follow)."""
+    rows = jobs.list(limit=limit + 1, offset=offset)
+    link_next(request, response, limit=limit, offset=offset, more=len(rows) > limit)
+    return [_out(row, jobs) for row in rows[:limit]]
 
 
 @router.get("/{eval_id}", response_model=EvaluationOut)

@@ -13,7 +13,14 @@ from sse_starlette import EventSourceResponse
 
 from orchestrator.app.datasets import iter_dataset
 from orchestrator.app.deps import Config, Runs, State, Store, require_token, require_token_or_ticket
-from orchestrator.app.events import parse_last_event_id, run_events
+from orchestrator.app.events import (
+    HeldStreamResponse,
+    StreamSlots,
+    bounded_stream,
+    parse_last_event_id,
+    run_events,
+)
+from orchestrator.app.pages import DEFAULT_LIMIT, Limit, Offset, link_next
 from orchestrator.app.protocol import (
     DatasetFormat,
     Passage,
@@ -66,8 +73,13 @@ async def create_run(
 
 
 @router.get("", response_model=list[RunSummary])
-def list_runs(store: Store, runs: Runs, status_: Annotated[str | None, Query(alias="status")] = None) -> Any:
-    return [_summary(run, runs.is_active(run["id"])) for run in store.list_runs(status=status_)]
+def list_runs(store: Store, runs: Runs, request: Request, response: Response,
+              status_: Annotated[str | None, Query(alias="status", max_length=32)] = None,
+              limit: Limit = DEFAULT_LIMIT, offset: Offset = 0) -> Any:
+    """Newest first, one page (`Link: rel="next"` when more follow)."""
+    rows = store.list_runs(status=status_, limit=limit + 1, offset=offset)
+    link_next(request, response, limit=limit, offset=offset, more=len(rows) > limit)
+    return [_summary(run, runs.is_active(run["id"])) for run in rows[:limit]]
 
 
 @router.get("/{run_id}", response_model=RunDetail)
@@ -134,14 +146,22 @@ async def sample_passages(run_id: str, sample_id: str, state: State) -> SamplePa
 async def stream_events(
     run_id: str,
     state: State,
+    request: Request,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, description="start after this event id (if no Last-Event-ID)")] = None,
 ) -> EventSourceResponse:
-    store = state.services.store
+    """The run's events; a client holds at most `sse_max_streams_per_client` streams (429 beyond), each
+    closed after `sse_max_lifetime_s` (EventSource reconnects from its Last-Event-ID)."""
+    store, settings = state.services.store, state.settings
     await asyncio.to_thread(store.get_run, run_id)
     start = parse_last_event_id(last_event_id) if last_event_id is not None else (after or 0)
-    stream = run_events(store, run_id, after=start, poll_s=state.settings.sse_poll_s, is_active=state.runs.is_active)
-    return EventSourceResponse(stream, ping=state.settings.sse_ping_s, headers={"Cache-Control": "no-store"})
+    slots: StreamSlots = request.app.state.stream_slots
+    client = request.client.host if request.client else "unknown"
+    events = run_events(store, run_id, after=start, poll_s=settings.sse_poll_s, is_active=state.runs.is_active)
+    stream = bounded_stream(events, lifetime_s=settings.sse_max_lifetime_s)
+    slots.take(client)  # given back by the response when the stream ends
+    return HeldStreamResponse(stream, release=lambda: slots.give_back(client), ping=settings.sse_ping_s,
+                              headers={"Cache-Control": "no-store"})
 
 
 @router.post("/{run_id}/events/ticket", status_code=status.HTTP_201_CREATED, response_model=StreamTicket)
