@@ -83,6 +83,9 @@ async def _selfspec_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc)
     if isinstance(exc, RequestFieldError):
         return JSONResponse({"detail": exc.errors}, status_code=code)
+    if code == 422:  # one shape for every 422, as documented (FastAPI's HTTPValidationError): a list
+        detail = [{"loc": [], "msg": str(exc), "type": type(exc).__name__}]
+        return JSONResponse({"detail": detail, "error": type(exc).__name__}, status_code=code)
     headers = {"Retry-After": str(RETRY_AFTER_S)} if code == 429 else None
     return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=code, headers=headers)
 

@@ -81,10 +81,15 @@ class HeldStreamResponse(EventSourceResponse):
             self._release()
 
 
+MAX_EVENT_ID = 2**63 - 1  # events.id is a SQLite INTEGER
+
+
 def parse_last_event_id(value: str | None) -> int:
+    """The id a reconnecting client last saw; anything but digits is 0 (from the start), and an id past
+    the largest possible one means nothing is left to send."""
     if value is None or not value.strip().isdigit():
         return 0
-    return int(value.strip())
+    return min(int(value.strip()), MAX_EVENT_ID)
 
 
 def to_sse(row: dict[str, Any]) -> ServerSentEvent:

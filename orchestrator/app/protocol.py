@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive (they were written in UTC): RFC 3339 needs the offset."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Request(BaseModel):
@@ -42,8 +50,8 @@ class RunSummary(BaseModel):
     round: int
     reason: str
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class RoundProgress(BaseModel):
@@ -92,7 +100,7 @@ class SampleOut(BaseModel):
     retrieved: list[DocRefOut]
     model: str
     prompt_hash: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class SamplePage(BaseModel):
@@ -132,7 +140,7 @@ class AdapterOut(BaseModel):
     round: int | None = None
     path: str | None = None
     base_model: str | None = None
-    created_at: datetime | None = None
+    created_at: UtcDatetime | None = None
 
 
 class AdapterAction(BaseModel):
@@ -166,7 +174,7 @@ class EvaluationOut(BaseModel):
     report_available: bool
     progress: dict[str, int] | None = None
     error: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class EvaluationCreated(BaseModel):

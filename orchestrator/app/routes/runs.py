@@ -41,6 +41,9 @@ from orchestrator.pipeline.grounding import retrieval_query
 router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token)])
 stream_router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token_or_ticket)])
 
+MAX_ROUND = 64  # runs have at most 2 rounds; beyond this a round number is a 422, not a database error
+MAX_ID = 2**63 - 1  # the store's integer keys (SQLite INTEGER): a larger cursor could not be compared
+
 RUN_CONFIG_EXAMPLE = {"run": {"name": "api-demo"}, "generation": {"target_per_round": 20},
                       "rounds": {"count": 1}, "training": {"enabled": False}}
 
@@ -101,9 +104,10 @@ def get_run(run_id: str, state: State) -> Any:
 def list_samples(
     run_id: str,
     store: Store,
-    round: Annotated[int | None, Query(ge=1)] = None,
+    round: Annotated[int | None, Query(ge=1, le=MAX_ROUND)] = None,
     status_: Annotated[SampleStatus, Query(alias="status")] = "ok",
-    cursor: Annotated[int, Query(ge=0, description="samples.seq of the last item seen; 0 = from the start")] = 0,
+    cursor: Annotated[int, Query(ge=0, le=MAX_ID, description="samples.seq of the last item seen; 0 = from the "
+                                 "start")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
     rows = store.samples_page(run_id, round=round, status=None if status_ == "all" else status_,
@@ -148,7 +152,8 @@ async def stream_events(
     state: State,
     request: Request,
     last_event_id: Annotated[str | None, Header()] = None,
-    after: Annotated[int | None, Query(ge=0, description="start after this event id (if no Last-Event-ID)")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_ID, description="start after this event id (if no "
+                                       "Last-Event-ID)")] = None,
 ) -> EventSourceResponse:
     """The run's events; a client holds at most `sse_max_streams_per_client` streams (429 beyond), each
     closed after `sse_max_lifetime_s` (EventSource reconnects from its Last-Event-ID)."""
@@ -192,7 +197,7 @@ async def resume_run(run_id: str, state: State) -> Any:
 def download_dataset(
     run_id: str,
     store: Store,
-    round: Annotated[int, Query(ge=1)] = 1,
+    round: Annotated[int, Query(ge=1, le=MAX_ROUND)] = 1,
     format: Annotated[DatasetFormat, Query(description="sft (SFTRecord), alpaca or messages")] = "sft",
 ) -> StreamingResponse:
     store.get_run(run_id)
