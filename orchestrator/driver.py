@@ -240,7 +240,9 @@ class RunDriver:
         from trainer.data import load_sft_records
 
         if self._screen is None:
-            task_files = find_task_files([self.config.resolve(Path(t)) for t in self.config.eval.tasks])
+            # A run without evaluation tasks still keeps its held-back seeds out of training.
+            task_paths = [self.config.resolve(Path(t)) for t in self.config.eval.tasks]
+            task_files = find_task_files(task_paths) if task_paths else []
             self._screen = build_screen(task_files, self.held_out)
         candidates = load_sft_records(sft_path) if sft_path.stat().st_size else []
         if self.config.training.mix_seeds:
