@@ -8,7 +8,7 @@ mode's invalid-answer rate, and the **paired** bootstrap difference (r1 - base, 
 items). report.md + report.png land in the output dir; a rerun resumes the answers already given.
 
     .venv/bin/python bench/bench_quality.py --run RUN_ID                    # a run in .selfspec/
-    .venv/bin/python bench/bench_quality.py --run RUN_ID --data-dir /tmp/x/data --scoring generate,choice \\
+    .venv/bin/python bench/bench_quality.py --run RUN_ID --data-dir /tmp/x/data --scoring generate,constrained \\
         --reference ../shared/reference --reference-items 100 --shipped-items 32 -o /tmp/quality
 
 The run's own adapters are loaded into a fresh embedded generator (or `--generator-url`, where they
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--reference", default=str(REPO.parent / "shared/reference"))
     parser.add_argument("--reference-items", type=int, default=100)
     parser.add_argument("--shipped-items", type=int, default=32)
-    parser.add_argument("--scoring", default="generate,choice")
+    parser.add_argument("--scoring", default="generate,constrained")
     parser.add_argument("--generator-url", action="append", default=[])
     parser.add_argument("--engine", choices=("embedded", "vllm"), default="vllm",
                         help="what serves the model when no --generator-url is given")
