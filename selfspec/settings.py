@@ -35,6 +35,16 @@ MAX_EPOCHS = 100
 MAX_SEQUENCE_TOKENS = 32_768  # training max_length
 
 
+def split_list_setting(value: Any) -> Any:
+    """A list-valued setting given as one string (an environment variable): a JSON array, or items
+    separated by commas (blank items dropped). Anything else is left for pydantic to validate."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        return json.loads(value)
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class RunSection(_Section):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     domain: str = "biomedical"
@@ -179,11 +189,7 @@ class ServicesSection(_Section):
     @field_validator("generator_urls", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().startswith("["):
-            return json.loads(value)
-        if isinstance(value, str):
-            return tuple(u.strip() for u in value.split(",") if u.strip())
-        return value
+        return split_list_setting(value)
 
 
 class StorageSection(_Section):
