@@ -9,8 +9,11 @@ old file or the whole new one.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,3 +54,39 @@ def atomic_open(path: Path) -> Iterator[IO[str]]:
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put directory `new` (beside `target`, same filesystem) in place of `target`, whole.
+
+    Where Linux offers `renameat2(RENAME_EXCHANGE)` the two directories swap in one atomic step; elsewhere
+    `target` is renamed aside first, so a crash between the two renames leaves no `target` (and the old one
+    as `.<name>.old-*`), never a mix of old and new files. The old contents are deleted afterwards.
+    """
+    if not target.exists():
+        new.rename(target)
+        fsync_dir(target.parent)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    if _exchange(new, target):
+        new.rename(old)  # `new` now holds the previous contents
+    else:
+        target.rename(old)
+        new.rename(target)
+    fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where that is not available."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return bool(result == 0)

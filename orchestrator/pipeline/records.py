@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
 
-from selfspec.files import atomic_open
+from selfspec.files import atomic_open, replace_dir
 from selfspec.types import ChatMessage, Sample, SeedTask, SFTRecord
 
 
@@ -70,12 +73,36 @@ def dataset_line(sample: Sample, fmt: str) -> str:
     raise ValueError(f"unknown dataset format {fmt!r}")
 
 
-def export_round(samples: Iterable[Sample], out_dir: Path) -> dict[str, Path]:
-    """Write sft.jsonl (SFTRecord), alpaca.jsonl, messages.jsonl and provenance.jsonl atomically."""
-    paths = {fmt: out_dir / f"{fmt}.jsonl" for fmt in DATASET_FORMATS}
-    with ExitStack() as stack:
-        handles = {fmt: stack.enter_context(atomic_open(path)) for fmt, path in paths.items()}
-        for sample in samples:
-            for fmt, handle in handles.items():
-                handle.write(dataset_line(sample, fmt))
-    return paths
+def export_round(samples: Iterable[Sample], out_dir: Path, *,
+                 card: Callable[[int], str] | None = None) -> dict[str, Path]:
+    """Write sft.jsonl (SFTRecord), alpaca.jsonl, messages.jsonl and provenance.jsonl, plus the dataset
+    card `README.md` (`card(rows)` gives its text), as one unit: they are written into a temporary dir
+    beside `out_dir` and swapped in whole, so a crash mid-export leaves the previous export or the new
+    one, never a mix. Everything else in `out_dir` (train.jsonl) belongs to the previous export and goes."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        rows = 0
+        with ExitStack() as stack:
+            handles = {fmt: stack.enter_context((tmp / f"{fmt}.jsonl").open("w", encoding="utf-8"))
+                       for fmt in DATASET_FORMATS}
+            for sample in samples:
+                rows += 1
+                for fmt, handle in handles.items():
+                    handle.write(dataset_line(sample, fmt))
+            for handle in handles.values():
+                handle.flush()
+                os.fsync(handle.fileno())
+        if card is not None:
+            with (tmp / "README.md").open("w", encoding="utf-8") as handle:
+                handle.write(card(rows))
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; other services (another user) read these files
+        for path in tmp.iterdir():
+            os.chmod(path, 0o644)
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {fmt: out_dir / f"{fmt}.jsonl" for fmt in DATASET_FORMATS}
