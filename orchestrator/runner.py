@@ -18,10 +18,16 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from orchestrator.circuit import Circuit
 from orchestrator.pipeline import gates, grounding, instructions, judging
-from orchestrator.pipeline.filtering import InstructionFilter
+from orchestrator.pipeline.filtering import Candidate, InstructionFilter
 from orchestrator.store import RunStore
 from selfspec.clients.protocols import Generator, Retriever
-from selfspec.errors import BackendOverloaded, BackendTimeout, BackendUnavailable, StageError
+from selfspec.errors import (
+    BackendOverloaded,
+    BackendResponseError,
+    BackendTimeout,
+    BackendUnavailable,
+    StageError,
+)
 from selfspec.prompts import template_hash
 from selfspec.settings import RunConfig
 from selfspec.types import DocRef, Instruction, RetrievedDoc, Sample, SamplingParams, SeedTask
@@ -32,6 +38,10 @@ T = TypeVar("T")
 TRANSIENT = (BackendUnavailable, BackendTimeout, BackendOverloaded)
 MAX_PROMPTS_PER_TARGET = 40  # give up if instruction generation yields almost nothing usable
 NEW_TASKS_PER_PROMPT = 5  # the completion is stopped after this many new list items
+# Before a round has evidence of its own, assume one usable instruction per prompt (the demo's Gemma round 1
+# gave 1.4: 143 of 104 prompts' candidates passed the filter). The floor keeps a bad streak from stalling it.
+PRIOR_YIELD, MIN_YIELD, YIELD_EVIDENCE = 1.0, 0.25, 4
+MAX_REJECTED_IN_A_ROW = 10  # the generator refusing this many response prompts in a row is a config problem
 
 
 class ProgressSink(Protocol):
@@ -91,6 +101,12 @@ class RoundRunner:
         self._changed = asyncio.Condition()
         self.ok = self.failed = self.kept = self.prompts = 0
         self._next_prompt = 0
+        # Instructions that passed the filter after the target was met ('surplus' in the store): a gated
+        # response's replacement is taken from here before any new prompt is spent on it.
+        self._spares: list[Instruction] = []
+        self._passed = 0  # candidates from this run's prompts that passed the filter (kept or spare)
+        self._prompts_in_flight = 0
+        self._rejected_in_a_row = 0
         self.finished = False
 
     # ---- bookkeeping ----
@@ -116,6 +132,9 @@ class RoundRunner:
         done = self.store.done_prompt_indexes(spec.run_id, spec.round)
         self.prompts = len(done)
         self._next_prompt = max(done) + 1 if done else 0
+        self._spares = self.store.instructions(spec.run_id, spec.round, verdict="surplus")
+        self._passed = len(kept) + len(self._spares)
+        self._promote_spares()
         if self._queue.qsize() or self.ok:
             log.info("round %d resumed: %d samples done, %d instructions pending", spec.round, self.ok,
                      self._queue.qsize())
@@ -143,32 +162,50 @@ class RoundRunner:
     # ---- stage 1: instructions ----
 
     async def _instruction_worker(self) -> None:
-        spec, gen = self.spec, self.config.generation
-        limit = max(100, spec.target * MAX_PROMPTS_PER_TARGET)
+        limit = max(100, self.spec.target * MAX_PROMPTS_PER_TARGET)
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: self.finished or self.need() > 0)
-            if self.finished:
-                return
-            if self.prompts >= limit:
-                verdicts = self.store.verdict_counts(spec.run_id, spec.round)
-                raise StageError("instructions", f"round {spec.round}",
-                                 f"{self.prompts} prompts gave only {self.kept} usable instructions; verdicts: {verdicts}")
-            idx = self._next_prompt
-            self._next_prompt += 1
-            key = f"{spec.run_id}:{spec.round}:{idx}"
-            chosen = instructions.pick_seeds(self.seeds, count=gen.seeds_per_prompt, key=key)
-            prompt = instructions.build_prompt(chosen, domain=self.config.run.domain)
-            first = len(chosen) + 1
-            params = SamplingParams(
-                max_tokens=gen.instruction_max_tokens, temperature=gen.temperature, top_p=gen.top_p,
-                stop=(f"\n{first + NEW_TASKS_PER_PROMPT}.",),
-            )
-            completion = await self._call(functools.partial(
-                self.generator.complete, prompt, model=spec.instruction_model, params=params))
-            self._commit_prompt(idx, completion.text, completion.finish_reason == "length",
-                                completion.completion_tokens, [s.id for s in chosen], first)
+                await self._changed.wait_for(lambda: self.finished or self._wants_prompt())
+                if self.finished:
+                    return
+                self._prompts_in_flight += 1  # before any await: the next waiter sees this prompt coming
+            try:
+                await self._one_prompt(limit)
+            finally:
+                self._prompts_in_flight -= 1
             await self._notify()
+
+    def _expected_yield(self) -> float:
+        """Usable instructions per prompt, as measured in this round so far."""
+        if self.prompts < YIELD_EVIDENCE:
+            return PRIOR_YIELD
+        return max(MIN_YIELD, self._passed / self.prompts)
+
+    def _wants_prompt(self) -> bool:
+        """Another prompt is worth sending only for what the prompts already in flight will not cover: when
+        a gated answer needs one replacement, one prompt goes out, not one per idle worker."""
+        return self.need() > self._prompts_in_flight * self._expected_yield()
+
+    async def _one_prompt(self, limit: int) -> None:
+        spec, gen = self.spec, self.config.generation
+        if self.prompts >= limit:
+            verdicts = self.store.verdict_counts(spec.run_id, spec.round)
+            raise StageError("instructions", f"round {spec.round}",
+                             f"{self.prompts} prompts gave only {self.kept} usable instructions; verdicts: {verdicts}")
+        idx = self._next_prompt
+        self._next_prompt += 1
+        key = f"{spec.run_id}:{spec.round}:{idx}"
+        chosen = instructions.pick_seeds(self.seeds, count=gen.seeds_per_prompt, key=key)
+        prompt = instructions.build_prompt(chosen, domain=self.config.run.domain)
+        first = len(chosen) + 1
+        params = SamplingParams(
+            max_tokens=gen.instruction_max_tokens, temperature=gen.temperature, top_p=gen.top_p,
+            stop=(f"\n{first + NEW_TASKS_PER_PROMPT}.",),
+        )
+        completion = await self._call(functools.partial(
+            self.generator.complete, prompt, model=spec.instruction_model, params=params))
+        self._commit_prompt(idx, completion.text, completion.finish_reason == "length",
+                            completion.completion_tokens, [s.id for s in chosen], first)
 
     def _commit_prompt(self, idx: int, text: str, truncated: bool, tokens: int, seed_ids: list[str],
                        first: int) -> None:
@@ -179,7 +216,9 @@ class RoundRunner:
         base_id = f"{spec.run_id}:r{spec.round}:p{idx}"
         for position, candidate in enumerate(candidates):
             if self.need() - sum(1 for r in rows if r.verdict == "kept") <= 0:
-                verdict, reason = "surplus", "round target already reached"
+                verdict, reason = self.filter.verdict(candidate)  # not remembered: it may never be used
+                if verdict == "kept":
+                    verdict, reason = "surplus", "round target already reached"
             else:
                 verdict, reason = self.filter.check(candidate)
             rows.append(Instruction(
@@ -197,9 +236,27 @@ class RoundRunner:
             return  # already committed by an earlier attempt: nothing counts twice
         self.prompts += 1
         kept = [r for r in rows if r.verdict == "kept"]
+        spares = [r for r in rows if r.verdict == "surplus"]
         self.kept += len(kept)
+        self._passed += len(kept) + len(spares)
+        self._spares += spares
         for item in kept:
             self._queue.put_nowait(item)
+        self._report()
+
+    def _promote_spares(self) -> None:
+        """Fill what the round still needs from the spare instructions, each checked against the filter
+        again (instructions kept since may make it a duplicate). No awaits: verdicts stay serial."""
+        while self._spares and self.need() > 0 and not self.finished:
+            spare = self._spares.pop(0)
+            verdict, reason = self.filter.check(Candidate(spare.text, spare.input))
+            if verdict != "kept":
+                self.store.set_instruction_verdict(spare.id, verdict, reason)
+                continue
+            reason = "promoted from surplus: replaces a gated or failed answer"
+            self.store.set_instruction_verdict(spare.id, "kept", reason)
+            self.kept += 1
+            self._queue.put_nowait(spare.model_copy(update={"verdict": "kept", "reason": reason}))
         self._report()
 
     # ---- stage 2: grounded responses ----
@@ -223,8 +280,15 @@ class RoundRunner:
                 passages=docs, passage_max_words=gen.passage_max_words,
             )
             params = SamplingParams(max_tokens=gen.response_max_tokens, temperature=0.0, stop=grounding.STOP)
-            completion = await self._call(functools.partial(
-                self.generator.complete, prompt, model=spec.response_model, params=params))
+            try:
+                completion = await self._call(functools.partial(
+                    self.generator.complete, prompt, model=spec.response_model, params=params))
+            except BackendResponseError as err:
+                if err.status != 400 or isinstance(err, BackendOverloaded):
+                    raise
+                await self._reject(item, docs, err)  # this prompt, not the run: e.g. too long for the context
+                continue
+            self._rejected_in_a_row = 0
             response = grounding.clean_response(completion.text)
             # Cut off by the token limit, unless the text had already reached a stop marker.
             truncated = completion.finish_reason == "length" and response == completion.text.strip()
@@ -234,27 +298,42 @@ class RoundRunner:
             )
             if verdict.ok and self.judge is not None:
                 verdict = await self._judge(item, response)
-            sample = Sample(
-                id=f"{item.id}:s", run_id=spec.run_id, round=spec.round, instruction_id=item.id,
-                instruction=item.text, input=item.input, response=response,
-                retrieved=tuple(DocRef(doc_id=d.id, score=d.score) for d in docs), model=spec.response_model,
-                prompt_name=grounding.PROMPT_NAME, prompt_hash=template_hash(grounding.PROMPT_NAME),
-            )
-            if self.ok >= spec.target:
-                # Reuse mode queues spare instructions; one answered after the target is left unsampled.
-                self.finished = True
-                await self._notify()
-                continue
-            if self.store.commit_sample(sample, status=verdict.status, error=verdict.reason):
-                if verdict.ok:
-                    self.ok += 1
-                else:
-                    self.failed += 1  # gated: need() grows, so a fresh instruction replaces this one
-                    log.debug("sample %s gated (%s): %s", sample.id, verdict.status, verdict.reason)
-            if self.ok >= spec.target:
-                self.finished = True
-            self._report()
+            await self._commit_answer(item, docs, response, status=verdict.status, error=verdict.reason)
+
+    async def _commit_answer(self, item: Instruction, docs: list[RetrievedDoc], response: str, *, status: str,
+                             error: str) -> None:
+        spec = self.spec
+        sample = Sample(
+            id=f"{item.id}:s", run_id=spec.run_id, round=spec.round, instruction_id=item.id,
+            instruction=item.text, input=item.input, response=response,
+            retrieved=tuple(DocRef(doc_id=d.id, score=d.score) for d in docs), model=spec.response_model,
+            prompt_name=grounding.PROMPT_NAME, prompt_hash=template_hash(grounding.PROMPT_NAME),
+        )
+        if self.ok >= spec.target:
+            # Reuse mode queues spare instructions; one answered after the target is left unsampled.
+            self.finished = True
             await self._notify()
+            return
+        if self.store.commit_sample(sample, status=status, error=error):
+            if status == "ok":
+                self.ok += 1
+            else:
+                self.failed += 1  # gated or failed: need() grows, so another instruction replaces this one
+                log.debug("sample %s %s: %s", sample.id, status, error)
+                self._promote_spares()
+        if self.ok >= spec.target:
+            self.finished = True
+        self._report()
+        await self._notify()
+
+    async def _reject(self, item: Instruction, docs: list[RetrievedDoc], err: BackendResponseError) -> None:
+        """The generator refused this response prompt (HTTP 400): the item fails, with the generator's
+        reason, and is replaced; a run of refusals means every prompt is refused, and fails the stage."""
+        self._rejected_in_a_row += 1
+        if self._rejected_in_a_row >= MAX_REJECTED_IN_A_ROW:
+            raise StageError("responses", item.id, f"the generator refused {self._rejected_in_a_row} response "
+                             f"prompts in a row; the last said: {err.body[:300]}") from err
+        await self._commit_answer(item, docs, "", status="failed", error=f"generator refused the prompt: {err}")
 
     async def _judge(self, item: Instruction, response: str) -> gates.GateVerdict:
         assert self.judge is not None

@@ -293,6 +293,14 @@ class RunStore:
             for r in rows
         ]
 
+    def set_instruction_verdict(self, instruction_id: str, verdict: str, reason: str) -> None:
+        """Change one instruction's verdict (a surplus one promoted to kept, or found a duplicate later)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(update(instructions).where(instructions.c.id == instruction_id)
+                                  .values(verdict=verdict, reason=reason))
+            if result.rowcount == 0:
+                raise KeyError(f"instruction {instruction_id!r} not found")
+
     def verdict_counts(self, run_id: str, round: int | None = None) -> dict[str, int]:
         query = select(instructions.c.verdict, func.count()).where(instructions.c.run_id == run_id)
         if round is not None:

@@ -16,7 +16,7 @@ from orchestrator.pipeline.records import export_round
 from orchestrator.runner import RoundRunner, RoundSpec
 from orchestrator.store import RunStore
 from selfspec.clients.openai_compat import OpenAICompatGenerator
-from selfspec.errors import BackendUnavailable
+from selfspec.errors import BackendResponseError, BackendUnavailable, StageError
 from selfspec.seeds import load_seeds
 from selfspec.settings import RunConfig, load_config
 from selfspec.types import Completion, Document, RetrievedDoc, SamplingParams
@@ -322,3 +322,77 @@ async def test_reuse_round_replaces_gated_answers_with_the_next_reused_instructi
     gated = sum(second.gates.values())
     assert second.ok == 12 and 1 <= gated <= gen2.bad  # an answer after the target is not committed
     assert store.sample_counts("run1", 2) == {"ok": 12, **second.gates}
+
+
+class RefusesAnswers:
+    """Wraps the fake generator: the response prompts listed in `refuse` (1-based) get vLLM's 400."""
+
+    def __init__(self, inner: OpenAICompatGenerator, refuse: set[int] | None = None, *, all_: bool = False) -> None:
+        self.inner, self.refuse, self.all, self.answers = inner, refuse or set(), all_, 0
+
+    async def complete(self, prompt: str, *, model: str, params: SamplingParams) -> Completion:
+        if not prompt.endswith("Instruction:"):
+            self.answers += 1
+            if self.all or self.answers in self.refuse:
+                raise BackendResponseError(400, "This model's maximum context length is 2048 tokens.")
+        return await self.inner.complete(prompt, model=model, params=params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_gated_answers_are_replaced_from_the_surplus_before_new_prompts(store: RunStore) -> None:
+    # Three candidates a prompt and a bad answer in three: the surplus of earlier prompts covers the
+    # replacements, so fewer prompts are sent than a fresh prompt per gated answer would need.
+    state = FakeState(tasks_per_prompt=3)
+    runner, gen = _runner(state, store, _config(**{"generation.instruction_workers": 8}), target=24, bad_every=3)
+    result = await runner.run()
+    await gen.aclose()
+    assert result.ok == 24 and result.failed == gen.bad >= 8
+    promoted = [i for i in store.instructions("run1", 1) if i.reason.startswith("promoted from surplus")]
+    assert promoted  # replacements came from spares
+    assert result.kept == 24 + gen.bad  # each promotion counts as one kept instruction, no more
+    assert len(store.sampled_instruction_ids("run1", 1)) == 24 + gen.bad
+    assert result.prompts * 3 <= result.kept + len(store.instructions("run1", 1, verdict="surplus")) + 3 * 8
+
+
+async def test_a_small_need_sends_few_prompts_however_many_workers_wait(store: RunStore) -> None:
+    state = FakeState(tasks_per_prompt=3, latency_s=0.01)
+    runner, gen = _runner(state, store, _config(**{"generation.instruction_workers": 16}), target=2)
+    result = await runner.run()
+    await gen.aclose()
+    assert result.ok == 2
+    assert result.prompts <= 2  # was 16: every idle worker sent one for the same two instructions
+
+
+async def test_resume_promotes_spares_left_by_the_killed_run(store: RunStore) -> None:
+    runner, gen = _runner(FakeState(tasks_per_prompt=5), store, _config(), target=4)
+    await runner.run()
+    await gen.aclose()
+    spares = store.instructions("run1", 1, verdict="surplus")
+    assert spares
+    # A later target (as after a resume with a grown need) is met from the stored spares first.
+    runner2, gen2 = _runner(FakeState(tasks_per_prompt=5), store, _config(), target=4 + len(spares))
+    result = await runner2.run()
+    await gen2.aclose()
+    assert result.ok == 4 + len(spares)
+    assert result.prompts == runner.prompts  # no new prompt: the spares sufficed
+    assert not store.instructions("run1", 1, verdict="surplus")
+
+
+async def test_a_refused_response_prompt_fails_its_item_not_the_round(store: RunStore) -> None:
+    runner, gen = _runner(FakeState(), store, _config(), target=10)
+    runner.generator = RefusesAnswers(gen, {2, 5})
+    result = await runner.run()
+    await gen.aclose()
+    assert result.ok == 10 and result.failed == 2
+    failed = store.samples_page("run1", round=1, status="failed", limit=10)
+    assert len(failed) == 2 and all("maximum context length" in r["error"] for r in failed)
+
+
+async def test_every_response_prompt_refused_fails_the_stage_clearly(store: RunStore) -> None:
+    runner, gen = _runner(FakeState(), store, _config(), target=10)
+    runner.generator = RefusesAnswers(gen, all_=True)
+    with pytest.raises(StageError, match="refused 10 response prompts in a row"):
+        await runner.run()
+    await gen.aclose()
