@@ -27,7 +27,11 @@ from orchestrator.app.events import StreamSlots
 from orchestrator.app.lock import DataDirLock
 from orchestrator.app.manager import RunManager
 from orchestrator.app.metrics import ApiMetrics
-from orchestrator.app.middleware import CrossSiteGuardMiddleware, RequestMetricsMiddleware
+from orchestrator.app.middleware import (
+    CrossSiteGuardMiddleware,
+    RequestMetricsMiddleware,
+    TokenFirstMiddleware,
+)
 from orchestrator.app.routes import adapters, evaluations, health, runs, ui
 from orchestrator.app.settings import ApiSettings
 from orchestrator.app.tickets import StreamTickets
@@ -97,6 +101,7 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
         app.include_router(router)
     app.add_api_route("/", ui.home_redirect, include_in_schema=False)
     app.mount("/ui", ui.dashboard(), name="ui")
+    app.add_middleware(TokenFirstMiddleware, token=settings.token_value)  # inside CORS: its 401 is readable
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])

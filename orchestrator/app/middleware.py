@@ -1,5 +1,6 @@
-"""Pure ASGI middleware: request accounting for /metrics, and the cross-site guard on state changes
-(the body limit is selfspec.body_limit; the Host allowlist is Starlette's TrustedHostMiddleware).
+"""Pure ASGI middleware: request accounting for /metrics, the cross-site guard on state changes, and the
+token check before a request body is read (the body limit is selfspec.body_limit; the Host allowlist is
+Starlette's TrustedHostMiddleware).
 
 Pure ASGI rather than `BaseHTTPMiddleware` so streamed responses (SSE, dataset downloads) pass
 through untouched.
@@ -16,6 +17,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.app.metrics import ApiMetrics
+from selfspec.auth import BearerAuthMiddleware
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The content types a cross-site page may POST without a CORS preflight (an HTML form, `fetch` no-cors).
@@ -63,6 +65,28 @@ class CrossSiteGuardMiddleware:
             return True
         parts = urlsplit(origin)
         return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.netloc == host.lower()
+
+
+def _api_path(path: str) -> bool:
+    return path.startswith("/v1/") or path == "/v1"
+
+
+class TokenFirstMiddleware:
+    """With a token set, a request that carries a body to the API (any method but GET, HEAD, OPTIONS under
+    /v1) is refused with 401 before its body is read. FastAPI parses a JSON body before it runs a route's
+    dependencies, so the `require_token` dependency alone answered an anonymous malformed body with a 422:
+    a caller without the token learnt what the endpoint expects. GET routes keep their dependency (the
+    event stream also admits a ticket there)."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None) -> None:
+        self.app = app
+        self.guard = BearerAuthMiddleware(app, tokens=[token], guarded=_api_path) if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.guard is None or scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        await self.guard(scope, receive, send)
 
 
 # A label value per request method the client invents would grow /metrics without bound.
