@@ -22,6 +22,7 @@ from orchestrator.circuit import Circuit
 from orchestrator.pipeline.decontamination import Screen, build_screen, screen_records
 from orchestrator.pipeline.filtering import InstructionFilter
 from orchestrator.pipeline.records import export_round, seed_record, write_training_set
+from orchestrator.round_card import write_round_card
 from orchestrator.runner import ProgressSink, RoundResult, RoundRunner, RoundSpec
 from orchestrator.store import RunStore
 from selfspec.adapters import validate_adapter_name
@@ -211,6 +212,9 @@ class RunDriver:
             self.store.set_status(run_id, "running", phase=f"round{rnd}:export", round=rnd)
             paths = export_round(self.store.iter_samples(run_id, rnd), self.run_dir(run_id) / f"round{rnd}")
             summary.datasets[rnd] = paths["sft"]
+            write_round_card(self.store, paths["sft"].parent, run_id=run_id, round=rnd, config=cfg,
+                             instruction_model=spec.instruction_model, response_model=spec.response_model,
+                             adapter=previous if rnd > 1 else None)  # review counts: see selfspec/cards.py
             if not cfg.training.enabled:
                 log.info("training disabled: the run ends with round %d's dataset", rnd)
                 return
