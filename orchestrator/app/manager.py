@@ -32,7 +32,7 @@ from orchestrator.app.engine import Engine
 from orchestrator.app.errors import IdempotencyKeyReused, RunStateConflict, TooManyRuns
 from orchestrator.app.metrics import GeneratorCounters
 from orchestrator.app.queries import TERMINAL
-from orchestrator.app.run_configs import stored_run_config
+from orchestrator.app.run_configs import resumed_run_config, server_sections
 from orchestrator.app.run_worker import WorkerInput, build_driver
 from orchestrator.driver import RunDriver
 from orchestrator.services import LocalAdapterTrainer, Services
@@ -119,7 +119,7 @@ class RunManager:
                 env=child_env(drop=("SELFSPEC_API_TOKEN",)))  # it calls the services, not this API
         log.info("run %s started in worker %d (log %s)", run_id, process.pid, log_path, extra={"run_id": run_id})
         assert process.stdin is not None and process.stdout is not None
-        given = WorkerInput(database_url=self.server.database_url, generator_urls=self.services.generator.urls)
+        given = self.worker_input()
         process.stdin.write(given.model_dump_json().encode())
         process.stdin.close()
         relay = asyncio.create_task(self._relay_counters(run_id, process.stdout))
@@ -138,6 +138,15 @@ class RunManager:
             self.store.set_status(run_id, "failed", reason=reason)
         else:
             log.info("run %s ended %s (worker exit code %d)", run_id, status, code, extra={"run_id": run_id})
+
+    def worker_input(self) -> WorkerInput:
+        """What a run worker is told on stdin: this server's store, replicas and server-owned sections."""
+        return WorkerInput(database_url=self.server.database_url, generator_urls=self.services.generator.urls,
+                           server_sections=server_sections(self.server))
+
+    def _stored_config(self, run: dict[str, Any]) -> RunConfig:
+        """A stored run's config under this server's current storage and services sections."""
+        return resumed_run_config(run["config"], server_sections(self.server))
 
     def _worker_log(self, run_id: str) -> Path:
         path = self.server.data_dir / "logs" / "runs" / f"{run_id}.log"
@@ -213,7 +222,7 @@ class RunManager:
         if run["status"] == "completed":
             raise RunStateConflict(f"run {run_id!r} is completed; nothing to resume")
         self._check_capacity()
-        driver = self._driver(stored_run_config(run["config"]))
+        driver = self._driver(self._stored_config(run))
         # Said at once: a worker process takes a moment to start, and until then the store would still
         # show the `failed`/`cancelled` the run is being resumed from.
         self.store.set_status(run_id, "running", reason=f"resumed by API request (was {run['status']})")
@@ -227,7 +236,7 @@ class RunManager:
             if run["status"] not in RESUME_ON_START or self.is_active(run["id"]):
                 continue
             try:
-                self._start(run["id"], self._driver(stored_run_config(run["config"])))
+                self._start(run["id"], self._driver(self._stored_config(run)))
             except (SelfSpecError, ValueError) as err:
                 log.error("cannot resume run %s: %s", run["id"], err)
                 self.store.set_status(run["id"], "failed", reason=f"resume failed: {err}")

@@ -101,6 +101,14 @@ def public_config(data: dict[str, Any] | None) -> dict[str, Any]:
     return shown
 
 
-def stored_run_config(data: dict[str, Any]) -> RunConfig:
-    """The config a run was created with, as kept in the store."""
-    return RequestedRunConfig(**data)
+def server_sections(server: RunConfig) -> dict[str, Any]:
+    """The sections the server owns (where its store, data and services are), as JSON."""
+    dumped = server.model_dump(mode="json")
+    return {section: dumped[section] for section in SERVER_SECTIONS}
+
+
+def resumed_run_config(data: dict[str, Any], sections: dict[str, Any]) -> RunConfig:
+    """The config a stored run is driven with: its own sections, but the server's current `sections`
+    (`server_sections`). The stored copy of those is what the server had when the run was created; after
+    a restart with moved services, other replicas or a new trainer, it would send the run to stale URLs."""
+    return RequestedRunConfig(**{**data, **sections})

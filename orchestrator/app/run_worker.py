@@ -1,14 +1,16 @@
 """A run in a process of its own, started and owned by the orchestrator API.
 
-    python -m orchestrator.app.run_worker RUN_ID --parent-pid PID   < {"database_url": ..., "generator_urls": [...]}
+    python -m orchestrator.app.run_worker RUN_ID --parent-pid PID
+        < {"database_url": ..., "generator_urls": [...], "server_sections": {"storage": ..., "services": ...}}
 
 Why a process: a run does CPU work between awaits (filter decisions, store commits, the generator
 client's HTTP), and in the API process it shared one GIL with the request handlers, so 50 polling
 clients cost the run a fifth of its rate (bench/bench_api.py). Here it has a core of its own.
 
-The run's config comes from the store; stdin says only where the store is and which generator replicas
-the API uses (it may have started the embedded one), so no secret appears in the process list and the
-worker never starts a generator or imports a corpus of its own. stdout carries one JSON line per
+The run's config comes from the store; stdin says only where the store is, which generator replicas
+the API uses (it may have started the embedded one) and the API's current server-owned sections
+(storage, services; they replace the run's stored copy), so no secret appears in the process list and
+the worker never starts a generator or imports a corpus of its own. stdout carries one JSON line per
 second with the generator client's counters, for the API's /metrics. SIGTERM cancels the run (the API
 then records `cancelled` or `paused`); the worker exits by itself when the API process dies, and a
 per-run lock keeps an orphan and its replacement from driving one run together.
@@ -25,10 +27,11 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.app.run_configs import stored_run_config
+from orchestrator.app.run_configs import resumed_run_config
 from orchestrator.driver import RunDriver, run_dir
 from orchestrator.services import LocalAdapterTrainer, Services, open_services
 from orchestrator.store import RunStore
@@ -47,6 +50,16 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_CANCELLED = 1, 2, 3, 4
 class WorkerInput(BaseModel):
     database_url: str
     generator_urls: list[str]
+    server_sections: dict[str, Any]  # run_configs.server_sections of the API's config
+
+
+def load_run_config(run_id: str, given: WorkerInput) -> RunConfig:
+    """The run's stored config, under the API's current storage and services sections."""
+    store = RunStore(given.database_url)
+    try:
+        return resumed_run_config(store.get_run(run_id)["config"], given.server_sections)
+    finally:
+        store.close()
 
 
 def build_driver(config: RunConfig, services: Services, trainer: LocalAdapterTrainer | None = None) -> RunDriver:
@@ -108,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         given = WorkerInput.model_validate_json(sys.stdin.read())
-        store = RunStore(given.database_url)
-        try:
-            config = stored_run_config(store.get_run(args.run_id)["config"])
-        finally:
-            store.close()
+        config = load_run_config(args.run_id, given)
     except (ValueError, SelfSpecError) as err:
         log.error("run worker for %s cannot start: %s", args.run_id, err)
         return EXIT_BAD_INPUT

@@ -1,13 +1,23 @@
-"""Orchestrator API hardening that needs no running server: the token is checked before a body is read."""
+"""Orchestrator API hardening that needs no running server: the token is checked before a body is read,
+a resumed run uses the server's current services and storage."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from orchestrator.app.main import create_app
+from orchestrator.app.manager import RunManager
+from orchestrator.app.run_configs import RequestedRunConfig
+from orchestrator.app.run_worker import WorkerInput, load_run_config
 from orchestrator.app.settings import ApiSettings
+from orchestrator.driver import RunDriver
+from orchestrator.store import RunStore
 from selfspec.settings import RunConfig
 
 TOKEN = "s3cret-token"
@@ -33,3 +43,34 @@ async def test_api_anonymous_malformed_body_is_401_not_422(path: str) -> None:
 async def test_api_malformed_body_with_the_token_is_still_422() -> None:
     response = await _post("/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 422, response.text
+
+
+def _config(tmp_path: Path, *, services: dict[str, Any], adapters: str, target: int = 100) -> RunConfig:
+    return RequestedRunConfig(storage={"data_dir": str(tmp_path / "data"), "adapters_dir": str(tmp_path / adapters)},
+                              services=services, generation={"target_per_round": target})
+
+
+async def test_resume_drives_a_run_with_the_servers_current_services_and_storage(tmp_path: Path) -> None:
+    created_under = _config(tmp_path, services={"retriever_url": "http://old-retriever:1",
+                                                "generator_urls": ["http://old-gen:1"]}, adapters="old", target=7)
+    store = RunStore(created_under.database_url)
+    store.create_run("r1", "demo", created_under.model_dump(mode="json"))
+    store.set_status("r1", "failed", reason="the old retriever went away")
+    server = _config(tmp_path, services={"retriever_url": "http://new-retriever:2",
+                                         "generator_urls": ["http://new-gen:2"], "timeout_s": 9.0}, adapters="new")
+    services = SimpleNamespace(store=store, generator=SimpleNamespace(urls=["http://new-gen:2"]), retriever=None,
+                               trainer=object(), judge=None)
+    manager = RunManager(services, server=server, engine=None, isolate=False, counters=object())  # type: ignore[arg-type]
+    started: list[RunDriver] = []
+    manager._start = lambda run_id, driver: started.append(driver)  # type: ignore[method-assign]
+    try:
+        await manager._resume("r1")
+        # a worker process is told the same: the server's sections replace the stored copy
+        given = WorkerInput.model_validate_json(manager.worker_input().model_dump_json())
+        in_worker = load_run_config("r1", given)
+    finally:
+        store.close()
+    for config in (started[0].config, in_worker):
+        assert config.services == server.services and config.storage == server.storage
+        assert config.adapters_dir == tmp_path / "new"
+        assert config.generation.target_per_round == 7  # the run's own sections are its own
