@@ -13,6 +13,7 @@ from rich.table import Table
 from orchestrator.driver import RunDriver, RunSummary
 from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
 from orchestrator.services import Services, open_services
+from selfspec.cards import write_adapter_evaluation
 from selfspec.progress import RichProgress
 from selfspec.prompts import render
 from selfspec.seeds import load_seeds
@@ -119,6 +120,8 @@ async def evaluate_run(console: Console, services: Services, config: RunConfig, 
     reports = [check_contamination(dataset_texts(path), items, dataset=f"round {rnd} SFT data")
                for rnd, path in summary.datasets.items()]
     report = write_report(results, out, contamination=reports)
+    for adapter in summary.adapters.values():  # each adapter card gets its rows of the evaluation
+        write_adapter_evaluation(Path(adapter.path), results)
     table = Table(title="evaluation (macro average over tasks, %, 95% CI)")
     for column in ("model", "shots", "scoring", "macro", "CI"):
         table.add_column(column)

@@ -1,7 +1,8 @@
 """What a training job leaves on disk, and the rules that keep it consistent after a crash.
 
     <adapters>/<name>/                     the final adapter; exists only when complete
-        adapter_config.json, adapter_model.safetensors, selfspec-adapter.json (AdapterRef)
+        adapter_config.json, adapter_model.safetensors, selfspec-adapter.json (AdapterRef),
+        README.md (model card, PEFT form: selfspec/cards.py; the run adds its evaluation table)
     <adapters>/.<name>.work/               scratch (dot names are never valid adapter names)
         job.json                           dataset sha256 + config fingerprint + elapsed wall time
         lock                               flock held by the one process training this adapter
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from selfspec.cards import adapter_card
 from selfspec.errors import AdapterConflict, AdapterError
 from selfspec.files import write_text_atomic
 from selfspec.processes import LockBusy, exclusive_lock
@@ -161,6 +163,9 @@ def publish_adapter(save: Callable[[Path], None], config: TrainConfig, ref: Adap
         if missing:
             raise AdapterError(f"saving the adapter produced no {', '.join(missing)}")
         (tmp / MANIFEST_NAME).write_text(ref.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        # PEFT's save writes a bare model card; ours replaces it (training settings, dataset, evaluation).
+        (tmp / "README.md").write_text(adapter_card(ref, settings=card_settings(config), dataset=config.dataset),
+                                       encoding="utf-8")
         _make_readable(tmp)
         if out.exists():  # only reached with overwrite=True
             old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
@@ -172,6 +177,16 @@ def publish_adapter(save: Callable[[Path], None], config: TrainConfig, ref: Adap
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+CARD_SETTINGS = ("r", "alpha", "dropout", "target_modules", "lr", "epochs", "effective_batch", "micro_batch",
+                 "max_length", "max_steps", "seed", "packing", "init_adapter")
+
+
+def card_settings(config: TrainConfig) -> dict[str, object]:
+    """The training settings an adapter card lists (quantization is on the manifest)."""
+    values = config.to_dict()
+    return {name: values[name] for name in CARD_SETTINGS if name in values}
 
 
 def clear_checkpoints(checkpoints: Path) -> None:

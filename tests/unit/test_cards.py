@@ -108,3 +108,22 @@ def test_check_dataset_card_names_what_is_wrong(tmp_path: Path) -> None:
     (out / "README.md").write_text((out / "README.md").read_text().replace("- n<1K", "- tiny"))
     with pytest.raises(ValueError, match="size_categories 'tiny'"):
         check_dataset_card(out)
+
+
+def test_published_adapter_dir_carries_its_model_card(tmp_path: Path) -> None:
+    from trainer.artifacts import publish_adapter
+    from trainer.config import TrainConfig
+
+    dataset = _export(tmp_path, config_from_dict({})) / "sft.jsonl"
+    config = TrainConfig(base_model="smollm2-135m", dataset=dataset, output_dir=tmp_path / "adapters/a1")
+    ref = AdapterRef(name="a1", path=str(config.output_dir), base_model="smollm2-135m", dataset_sha256="cd" * 32)
+
+    def save(path: Path) -> None:
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            (path / name).write_text("{}")
+        (path / "README.md").write_text("PEFT's own card\n")
+
+    publish_adapter(save, config, ref)
+    card = check_adapter_card(config.output_dir)
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and card.data.license == "apache-2.0"
+    assert "| alpha | `16` |" in card.text and "PEFT's own card" not in card.text
