@@ -185,8 +185,20 @@ class ServicesSection(_Section):
     backoff_s: float = Field(0.5, ge=0)
     pause_after_s: float = Field(30.0, ge=0, description="a service down this long pauses the run")
     max_pause_s: float = Field(3600.0, ge=0, description="a paused run fails after this long")
+    # What an API run request may name (the server's own values and the registry are always allowed); this
+    # section is server-owned, so a request cannot widen it. Comma-separated or a JSON array in the env var.
+    allowed_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="generation.model values a run request may name besides the registered models and the "
+                        "server's own (the trainer loads them: a model dir here is one the operator vouches for)")
+    allowed_dense_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="retrieval.dense_model values a run request may name besides the packaged model and the "
+                        "server's own (local sentence-transformers dirs)")
+    allowed_retrieval_methods: Annotated[tuple[Literal["bm25", "dense", "hybrid"], ...], NoDecode] = Field(
+        (), description="retrieval.method values a run request may name besides the server's own (dense and "
+                        "hybrid build a dense index of the corpus on first use)")
 
-    @field_validator("generator_urls", mode="before")
+    @field_validator("generator_urls", "allowed_models", "allowed_dense_models", "allowed_retrieval_methods",
+                     mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return split_list_setting(value)

@@ -4,7 +4,10 @@ A request body has the TOML's sections; anything it leaves out comes from the se
 already carries the `SELFSPEC_*` env overrides). The request's own values win over env here, because
 the env shaped the server, not this run. What the server owns (storage, services, the retriever's
 index and corpus) must not differ, and the seeds file must lie in the repo's seeds dir or the data dir:
-no filesystem path from a request reaches outside the configured dirs.
+no filesystem path from a request reaches outside the configured dirs. Models likewise: `generation.model`
+(the trainer's base, a path it would load) is a registered model, the server's own or one of
+`services.allowed_models`; `retrieval.dense_model` the packaged one, the server's or an allowed one;
+`retrieval.method` the server's or one of `services.allowed_retrieval_methods`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from orchestrator.app.errors import RequestFieldError
+from selfspec.models import REGISTRY
 from selfspec.settings import REPO_ROOT, RunConfig
 from selfspec.urls import redact_url
 
@@ -61,6 +65,33 @@ def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
     return any(resolved == root or root in resolved.parents for root in roots)
 
 
+def registered_models() -> tuple[str, ...]:
+    return tuple(sorted({name for spec in REGISTRY.values() for name in (spec.name, spec.dir_name)}))
+
+
+def _unlisted_choices(config: RunConfig, server: RunConfig) -> list[dict[str, Any]]:
+    """Model and retrieval choices that are neither the server's, nor registered, nor allowlisted: a request
+    must not point the trainer or the dense encoder at an arbitrary local path."""
+    allowed = server.services
+    checks: list[tuple[tuple[str, str], Any, tuple[Any, ...], str]] = [
+        (("generation", "model"), config.generation.model,
+         (server.generation.model, *registered_models(), *allowed.allowed_models),
+         "a registered model or one of the server's services.allowed_models"),
+        (("retrieval", "dense_model"), config.retrieval.dense_model,
+         ("", server.retrieval.dense_model, *allowed.allowed_dense_models),
+         "empty (the packaged model) or one of the server's services.allowed_dense_models"),
+        (("retrieval", "method"), config.retrieval.method,
+         (server.retrieval.method, *allowed.allowed_retrieval_methods),
+         "the server's method or one of its services.allowed_retrieval_methods"),
+    ]
+    errors = []
+    for loc, value, choices, what in checks:
+        if value not in choices:
+            listed = ", ".join(repr(c) for c in dict.fromkeys(choices))
+            errors.append(_error(loc, f"{value!r} is not allowed here: must be {what} ({listed})", "not_allowed"))
+    return errors
+
+
 def build_run_config(body: Any, server: RunConfig) -> RunConfig:
     """Validate a request body into a run config, or raise `RequestFieldError` naming every bad field."""
     if not isinstance(body, dict):
@@ -80,6 +111,7 @@ def build_run_config(body: Any, server: RunConfig) -> RunConfig:
             wanted = getattr(getattr(server, section), field)
             errors.append(_error((section, field), f"this server serves {wanted!r}; start a server with "
                                  "another config for a different index", "server_owned"))
+    errors += _unlisted_choices(config, server)
     seeds = config.resolve(config.run.seeds)
     if not _inside(seeds, allowed_seed_roots(server)):
         roots = ", ".join(str(r) for r in allowed_seed_roots(server))

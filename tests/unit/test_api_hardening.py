@@ -1,5 +1,5 @@
 """Orchestrator API hardening that needs no running server: the token is checked before a body is read,
-a resumed run uses the server's current services and storage."""
+a resumed run uses the server's current services and storage, a run request names no model path."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from orchestrator.app.errors import RequestFieldError
 from orchestrator.app.main import create_app
 from orchestrator.app.manager import RunManager
-from orchestrator.app.run_configs import RequestedRunConfig
+from orchestrator.app.run_configs import RequestedRunConfig, build_run_config
 from orchestrator.app.run_worker import WorkerInput, load_run_config
 from orchestrator.app.settings import ApiSettings
 from orchestrator.driver import RunDriver
@@ -74,3 +75,38 @@ async def test_resume_drives_a_run_with_the_servers_current_services_and_storage
         assert config.services == server.services and config.storage == server.storage
         assert config.adapters_dir == tmp_path / "new"
         assert config.generation.target_per_round == 7  # the run's own sections are its own
+
+
+def _refused(body: dict[str, Any], server: RunConfig) -> dict[tuple[str, ...], str]:
+    with pytest.raises(RequestFieldError) as caught:
+        build_run_config(body, server)
+    return {tuple(e["loc"]): e["type"] for e in caught.value.errors}
+
+
+def test_run_request_names_only_registered_or_allowlisted_models(tmp_path: Path) -> None:
+    server = RequestedRunConfig()
+    outside = str(tmp_path / "some-model")
+    refused = _refused({"generation": {"model": outside}, "retrieval": {"dense_model": outside, "method": "dense"}},
+                       server)
+    assert refused == {("body", "generation", "model"): "not_allowed", ("body", "retrieval", "dense_model"): "not_allowed",
+                       ("body", "retrieval", "method"): "not_allowed"}
+    # what needs no allowlist: a registered model (name or dir name), the packaged dense model, the server's own
+    for body in ({"generation": {"model": "gemma3-270m"}}, {"generation": {"model": "smollm2-135m-instruct"}},
+                 {"retrieval": {"dense_model": "", "method": "bm25"}}):
+        assert build_run_config(body, server)
+    # the operator widens the choice in the server-owned services section
+    widened = RequestedRunConfig(services={"allowed_models": [outside], "allowed_dense_models": [outside],
+                                           "allowed_retrieval_methods": ["dense", "hybrid"]})
+    config = build_run_config({"generation": {"model": outside}, "retrieval": {"dense_model": outside,
+                                                                                "method": "hybrid"}}, widened)
+    assert (config.generation.model, config.retrieval.dense_model, config.retrieval.method) == (outside, outside, "hybrid")
+    # and a request cannot widen it itself: services is the server's
+    assert _refused({"services": widened.services.model_dump(mode="json"), "generation": {"model": outside}},
+                    server) == {("body", "services"): "server_owned", ("body", "generation", "model"): "not_allowed"}
+
+
+def test_allowlists_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SELFSPEC_SERVICES__ALLOWED_MODELS", "/models/a,/models/b")
+    monkeypatch.setenv("SELFSPEC_SERVICES__ALLOWED_RETRIEVAL_METHODS", '["dense"]')
+    services = RunConfig().services
+    assert services.allowed_models == ("/models/a", "/models/b") and services.allowed_retrieval_methods == ("dense",)
