@@ -18,7 +18,7 @@ from orchestrator.store import RunStore
 from selfspec.auth import ServiceTokens
 from selfspec.clients.openai_compat import OpenAICompatGenerator
 from selfspec.clients.protocols import Retriever
-from selfspec.corpus import iter_corpus
+from selfspec.corpus import checked_corpus
 from selfspec.settings import RunConfig
 from selfspec.types import AdapterRef
 
@@ -73,9 +73,10 @@ class LocalAdapterTrainer:
 
 
 async def ensure_index(retriever: Retriever, corpus: Path) -> int:
-    """Import the corpus into the index; a no-op for documents already there (idempotent by id)."""
+    """Import the corpus into the index; a no-op for documents already there (idempotent by id). Every
+    record is checked first: a bad one is an `InputFileError` (file:line) and nothing is written."""
     batch = []
-    for doc in iter_corpus(corpus):
+    for doc in checked_corpus(corpus):
         batch.append(doc)
         if len(batch) >= INDEX_BATCH:
             await retriever.add_documents(batch)

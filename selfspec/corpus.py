@@ -2,6 +2,8 @@
 
 Every bad record is an `InputFileError` naming file:line. By default the first one raises; pass a
 `skipped` list to skip bad records instead and collect the reasons (`selfspec index` prints them).
+An import that writes as it reads takes `checked_corpus`: every record is validated before the first
+document is handed out, so a bad record on line N leaves the index as it was.
 """
 
 from __future__ import annotations
@@ -67,6 +69,15 @@ def iter_corpus(
             continue
         seen[doc.id] = f"{where[0]}:{where[1]}" if where[1] is not None else where[0]
         yield doc
+
+
+def checked_corpus(path: Path, *, columns: CsvColumns = CsvColumns()) -> Iterator[Document]:
+    """The documents of a corpus, after a first pass has validated all of them (ids unique included):
+    the first bad record raises its `InputFileError` here, before anything could be written. The second
+    pass streams, so a large corpus is never held in memory."""
+    for _ in iter_corpus(path, columns=columns):
+        pass
+    return iter_corpus(path, columns=columns)
 
 
 # Each reader yields ((file, line), thunk); the thunk builds the Document or raises InputFileError,

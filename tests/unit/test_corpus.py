@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from selfspec.corpus import CsvColumns, iter_corpus
+from orchestrator import services
+from selfspec.corpus import CsvColumns, checked_corpus, iter_corpus
 from selfspec.errors import InputFileError
+from selfspec.types import Document
 
 
 def _write(path: Path, content: str | bytes) -> Path:
@@ -118,3 +121,32 @@ def test_iter_corpus_refuses_unknown_or_missing_paths(tmp_path: Path, name: str,
         _write(tmp_path / name, b"PAR1")
     with pytest.raises(InputFileError, match=reason):
         list(iter_corpus(tmp_path / name))
+
+
+class _RecordingIndex:
+    """A retriever that keeps what is written to it."""
+
+    def __init__(self) -> None:
+        self.docs: list[str] = []
+
+    async def add_documents(self, documents: list[Document]) -> int:
+        self.docs += [d.id for d in documents]
+        return len(documents)
+
+    async def count(self) -> int:
+        return len(self.docs)
+
+
+async def test_corpus_import_checks_every_record_before_writing_any(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "INDEX_BATCH", 2)  # several commits would come before the bad line
+    lines = [f'{{"id": "d{i}", "text": "document {i}"}}' for i in range(5)]
+    lines += ['{"id": "d5", "text": ""}', '{"id": "d6", "text": "after the bad one"}']
+    path = _write(tmp_path / "corpus.jsonl", "\n".join(lines) + "\n")
+    index = _RecordingIndex()
+    with pytest.raises(InputFileError, match=rf"^{re.escape(str(path))}:6: ") as caught:
+        await services.ensure_index(index, path)  # type: ignore[arg-type]
+    assert caught.value.line == 6 and index.docs == []
+    path.write_text("\n".join(lines[:5] + lines[6:]) + "\n", encoding="utf-8")
+    assert await services.ensure_index(index, path) == 6  # type: ignore[arg-type]
+    assert [d.id for d in checked_corpus(path)] == index.docs
