@@ -25,6 +25,9 @@ adapters_app = typer.Typer(help="List, load and unload LoRA adapters on a runnin
 app.add_typer(serve_app, name="serve")
 app.add_typer(models_app, name="models")
 app.add_typer(adapters_app, name="adapters")
+publish_app = typer.Typer(help="Publish an exported round or an adapter to the Hugging Face Hub "
+                               "(token: HF_TOKEN; Hub: HF_ENDPOINT, default huggingface.co).", no_args_is_help=True)
+app.add_typer(publish_app, name="publish")
 
 console = Console()
 log = logging.getLogger("selfspec")
@@ -305,6 +308,40 @@ def adapters_unload(name: str, generator_url: GeneratorUrl = ["http://127.0.0.1:
     except SelfSpecError as err:
         raise _fail(err) from err
     console.print(f"unloaded [bold]{name}[/]")
+
+
+# ---- publish ----
+
+RepoId = Annotated[str, typer.Option("--repo-id", help="ORG/NAME on the Hub")]
+Public = Annotated[bool, typer.Option("--public", help="make a new repo public (default: private)")]
+Message = Annotated[str | None, typer.Option("--message", "-m", help="commit message")]
+
+
+def _publish(kind: str, path: Path, repo_id: str, public: bool, message: str | None) -> None:
+    from selfspec.publish import publish
+
+    try:
+        url = publish(kind, path, repo_id=repo_id, private=not public, message=message)  # type: ignore[arg-type]
+    except SelfSpecError as err:
+        raise _fail(err) from err
+    except Exception as err:  # boundary: huggingface_hub's HTTP errors (no token, 403, ...) reach the user
+        print_error(console, err)
+        raise typer.Exit(code=1) from err
+    console.print(f"published {kind} [bold]{path}[/] to {repo_id} ({'public' if public else 'private'}): {url}")
+
+
+@publish_app.command("dataset")
+def publish_dataset(path: Annotated[Path, typer.Argument(help="an exported round dir (runs/<id>/round<N>)")],
+                    repo_id: RepoId, public: Public = False, message: Message = None) -> None:
+    """Upload a round's dataset card and its four JSONL files to a dataset repo."""
+    _publish("dataset", path, repo_id, public, message)
+
+
+@publish_app.command("adapter")
+def publish_adapter(path: Annotated[Path, typer.Argument(help="an adapter dir (adapters/<name>)")],
+                    repo_id: RepoId, public: Public = False, message: Message = None) -> None:
+    """Upload an adapter (PEFT files, manifest, model card) to a model repo."""
+    _publish("adapter", path, repo_id, public, message)
 
 
 if __name__ == "__main__":
