@@ -195,12 +195,19 @@ _register_optional_commands()
 def run_command(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="run config TOML")] = None,
     resume: Annotated[str | None, typer.Option(help="resume this run id from the store")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate, probe the services once and print requests, "
+                                          "tokens, time (and cost) per stage; run nothing")] = False,
 ) -> None:
     """Run the full Self-Specialization pipeline as configured (or resume a run)."""
     from orchestrator.session import execute_run
 
     try:
         cfg = load_config(config)
+        if dry_run:
+            from orchestrator.dry_run import dry_run as run_dry
+
+            asyncio.run(run_dry(cfg, console))
+            return
         asyncio.run(execute_run(cfg, resume=resume, console=console))
     except SelfSpecError as err:
         raise _fail(err) from err

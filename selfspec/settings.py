@@ -74,6 +74,9 @@ class GenerationSection(_Section):
                                    description="background passages are cut to this many words")
     instruction_workers: int = Field(4, ge=1, le=MAX_WORKERS)
     response_workers: int = Field(8, ge=1, le=MAX_WORKERS)
+    price_per_1k_tokens: float = Field(0.0, ge=0.0, le=1_000.0,
+                                       description="price of 1k generator tokens (prompt + completion); the dry run "
+                                                   "prices its estimate with it (0: no cost line)")
 
 
 class RetrievalSection(_Section):
