@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -95,6 +96,31 @@ def _completion_problem(body: CompletionRequest, prompt_ids: list[list[int]], ma
     return None
 
 
+# Threads tokenizing at once: a few, so one huge prompt does not hold up the others' (encoding only reads
+# the fast tokenizer, which the engine thread already shares for decoding).
+TOKENIZER_THREADS = 4
+
+
+class _Tokenizer:
+    """The engine's tokenizer off the event loop: tokenizing a large prompt (bodies reach megabytes) takes
+    a while, and meanwhile the loop keeps answering other requests (/health, streams, other prompts)."""
+
+    def __init__(self, engine: GenerationEngine) -> None:
+        self._engine = engine
+        self._pool = ThreadPoolExecutor(max_workers=TOKENIZER_THREADS, thread_name_prefix="tokenizer")
+
+    async def prompts(self, prompts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
+        def work() -> list[list[int]]:
+            return [self._engine.tokenize_prompt(p, add_special_tokens=add_special_tokens) for p in prompts]
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    async def chat(self, messages: list[dict[str, str]]) -> list[int]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._engine.tokenize_chat, messages)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _usage(results: list[GenerationResult]) -> dict[str, int]:
     prompt = results[0].prompt_tokens if results else 0
     completion = sum(r.completion_tokens for r in results)
@@ -107,9 +133,12 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (),
     token, answered like vLLM (401 `{"error": "Unauthorized"}`); /health stays open. Bodies over
     `max_body_bytes` are a 413; protocol.py bounds the lists of one request."""
 
+    tokenizer = _Tokenizer(engine)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        tokenizer.close()
         engine.close()
 
     app = FastAPI(title="selfspec embedded generator (vLLM-compatible)", lifespan=lifespan)
@@ -172,7 +201,7 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (),
             constraint = body.choice_constraint()
         except ValueError as err:
             return _bad_request(str(err), "structured_outputs")
-        prompt_ids = [engine.tokenize_prompt(p) for p in prompts]
+        prompt_ids = await tokenizer.prompts(prompts)
         problem = _completion_problem(body, prompt_ids, engine.max_model_len,
                                       generates=body.max_tokens > 0 or constraint is not None)
         if problem is None and constraint is not None and (body.echo or body.logprobs is not None or body.stream):
@@ -185,7 +214,8 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (),
         if body.stream:
             return _stream(engine, body.model, prompt_ids, body.n, params, chat=False)
         if constraint is not None:
-            work = _choose_all(engine, body.model, prompt_ids, constraint, body.n, params)
+            choice_ids = await tokenizer.prompts(constraint, add_special_tokens=False)
+            work = _choose_all(engine, body.model, prompt_ids, constraint, choice_ids, body.n, params)
         elif body.max_tokens == 0:
             work = _nothing(prompt_ids, body.n)
         else:
@@ -222,7 +252,7 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (),
             constraint = body.choice_constraint()
         except ValueError as err:
             return _bad_request(str(err), "structured_outputs")
-        prompt_ids = [engine.tokenize_chat([m.model_dump() for m in body.messages])]
+        prompt_ids = [await tokenizer.chat([m.model_dump() for m in body.messages])]
         problem = _context_problem(prompt_ids, engine.max_model_len, generates=True)
         if problem is not None:
             return problem
@@ -230,8 +260,11 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (),
             if constraint is not None:
                 return _bad_request("a choice constraint cannot be combined with stream here", "stream")
             return _stream(engine, body.model, prompt_ids, body.n, params, chat=True)
-        work = (_choose_all(engine, body.model, prompt_ids, constraint, body.n, params) if constraint is not None
-                else _run_all(engine, body.model, prompt_ids, body.n, params))
+        if constraint is not None:
+            choice_ids = await tokenizer.prompts(constraint, add_special_tokens=False)
+            work = _choose_all(engine, body.model, prompt_ids, constraint, choice_ids, body.n, params)
+        else:
+            work = _run_all(engine, body.model, prompt_ids, body.n, params)
         results = await _until_disconnected(request, work)
         choices = [
             {"index": i, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
@@ -297,10 +330,10 @@ async def _nothing(prompt_ids: list[list[int]], n: int) -> list[GenerationResult
     return [GenerationResult("", "length", len(ids), 0) for ids in prompt_ids for _ in range(n)]
 
 
-async def _choose_all(engine: GenerationEngine, model: str, prompt_ids: list[list[int]], choices: list[str], n: int,
-                      params: GenerationParams) -> list[GenerationResult]:
-    """Constrained decoding to one of `choices`; the output is the choice, then end-of-sequence."""
-    choice_ids = [engine.tokenize_prompt(c, add_special_tokens=False) for c in choices]
+async def _choose_all(engine: GenerationEngine, model: str, prompt_ids: list[list[int]], choices: list[str],
+                      choice_ids: list[list[int]], n: int, params: GenerationParams) -> list[GenerationResult]:
+    """Constrained decoding to one of `choices` (tokenized as `choice_ids`); the output is the choice, then
+    end-of-sequence."""
 
     async def one(ids: list[int], draw: int) -> GenerationResult:
         seed = None if params.seed is None else params.seed + draw
