@@ -65,8 +65,19 @@ async def create_run(
         min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
         description="makes the POST safe to retry: the same key and body replay the first response (the run "
                     "it created; header Idempotent-Replayed: true); the same key with another body is a 422")] = None,
-) -> RunCreated:
+    dry_run: Annotated[bool, Query(description="validate the config, probe the generator and retriever once and "
+                                               "answer 200 with requests, tokens, seconds (and cost) per stage; "
+                                               "creates nothing (orchestrator/estimate.py)")] = False,
+) -> Any:
     run_config = build_run_config(body, config)
+    if dry_run:  # issue 19: the estimate only, from one probe of the server's services
+        from fastapi.responses import JSONResponse
+
+        from orchestrator.estimate import dry_run_estimate
+
+        estimate = await dry_run_estimate(run_config, generator=runs.services.generator,
+                                          retriever=runs.services.retriever)
+        return JSONResponse(estimate.to_dict())
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     run_id, created = await runs.create(run_config, idempotency_key=idempotency_key, request_sha256=digest)
     response.headers["Location"] = f"/v1/runs/{run_id}"
