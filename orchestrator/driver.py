@@ -3,6 +3,9 @@
 Every phase is idempotent, so `execute()` on a half-finished run picks up where it stopped:
 synthesis resumes from the store, exports are rewritten from the store, training returns the
 existing adapter when its dataset hash matches, and a load of an already-loaded adapter is accepted.
+With `rounds.review`, a round's synthesis is followed by a pause (status `awaiting_review`, the
+execution ends) until the round is approved (orchestrator/review.py); executing again then goes on
+from its export, which leaves out what the reviewer rejected and takes their edits.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Any, Protocol
 from orchestrator.circuit import Circuit
 from orchestrator.pipeline.decontamination import Screen, build_screen, screen_records
 from orchestrator.pipeline.filtering import InstructionFilter
-from orchestrator.pipeline.records import export_round, seed_record, write_training_set
+from orchestrator.pipeline.records import seed_record, write_training_set
+from orchestrator.review import export_reviewed_round, review_counts, round_approved, sample_rounds
 from orchestrator.round_card import write_round_card
 from orchestrator.runner import ProgressSink, RoundResult, RoundRunner, RoundSpec
 from orchestrator.store import RunStore
@@ -32,6 +36,8 @@ from selfspec.settings import RunConfig
 from selfspec.types import AdapterRef, SamplingParams, SeedTask
 
 log = logging.getLogger(__name__)
+
+AWAITING_REVIEW = "awaiting_review"  # run status while a round waits for its review's approval
 
 
 class AdapterTrainer(Protocol):
@@ -56,6 +62,7 @@ class RunSummary:
     datasets: dict[int, Path] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # lines for the summary (decontamination)
+    awaiting_review: int | None = None  # the round the run paused after (`rounds.review`), until approved
 
 
 def new_run_id(name: str) -> str:
@@ -159,6 +166,12 @@ class RunDriver:
             status = "cancelled" if isinstance(err, (asyncio.CancelledError, KeyboardInterrupt)) else "failed"
             self.store.set_status(run_id, status, reason=repr(err)[:500])
             raise
+        if summary.awaiting_review is not None:
+            rnd = summary.awaiting_review
+            self.store.set_status(run_id, AWAITING_REVIEW, phase=f"round{rnd}:review", round=rnd,
+                                  reason=f"round {rnd} is synthesised and awaits review; approve it to export and "
+                                         "train (POST /v1/runs/{id}/approve, or the dashboard)")
+            return summary
         self.store.set_status(run_id, "completed", phase="done")
         return summary
 
@@ -209,12 +222,15 @@ class RunDriver:
                                                         "verdicts": summary.rounds[rnd].verdicts,
                                                         "gates": summary.rounds[rnd].gates})
 
+            if cfg.rounds.review and not round_approved(self.store, run_id, rnd):
+                log.info("round %d of run %s awaits review (POST /v1/runs/%s/approve)", rnd, run_id, run_id)
+                summary.awaiting_review = rnd
+                return
+
             self.store.set_status(run_id, "running", phase=f"round{rnd}:export", round=rnd)
-            paths = export_round(self.store.iter_samples(run_id, rnd), self.run_dir(run_id) / f"round{rnd}")
+            paths = self._export(run_id, rnd, instruction_model=spec.instruction_model,
+                                 response_model=spec.response_model, adapter=previous if rnd > 1 else None)
             summary.datasets[rnd] = paths["sft"]
-            write_round_card(self.store, paths["sft"].parent, run_id=run_id, round=rnd, config=cfg,
-                             instruction_model=spec.instruction_model, response_model=spec.response_model,
-                             adapter=previous if rnd > 1 else None)  # review counts: see selfspec/cards.py
             if not cfg.training.enabled:
                 log.info("training disabled: the run ends with round %d's dataset", rnd)
                 return
@@ -235,6 +251,33 @@ class RunDriver:
             summary.phase_seconds[f"round{rnd}:hot-load"] = self._clock() - started
             previous = adapter
 
+
+    def _export(self, run_id: str, rnd: int, *, instruction_model: str, response_model: str,
+                adapter: AdapterRef | None) -> dict[str, Path]:
+        """The round's dataset files and card, as reviewed: rejected samples left out, restored ones in,
+        edited responses as edited."""
+        paths = export_reviewed_round(self.store, run_id, rnd, self.run_dir(run_id) / f"round{rnd}")
+        write_round_card(self.store, paths["sft"].parent, run_id=run_id, round=rnd, config=self.config,
+                         instruction_model=instruction_model, response_model=response_model, adapter=adapter,
+                         review=review_counts(self.store, run_id, rnd))
+        return paths
+
+    def export_again(self, run_id: str) -> list[Path]:
+        """Every round of a finished run exported again as reviewed, cards included (a review approved after
+        the run ended); its adapters, already trained, stay as they are."""
+        base, r2 = self.config.generation.model, self.config.rounds.round2
+        rows = self.store.list_adapters()
+        source = self.config.run.round1_from  # a run whose round-1 adapter this one continues from
+        adapters = {a["round"]: _adapter_ref(a) for a in rows
+                    if a["run_id"] == run_id or (source and a["run_id"] == source and a["round"] == 1)}
+        written = []
+        for rnd in sample_rounds(self.store, run_id):
+            previous = adapters.get(rnd - 1) if rnd > 1 else None
+            response_model = previous.name if previous else base
+            instruction_model = response_model if r2.instruction_model == "adapter" else base
+            written.append(self._export(run_id, rnd, instruction_model=instruction_model,
+                                        response_model=response_model, adapter=previous)["sft"])
+        return written
 
     def _training_set(self, run_id: str, rnd: int, sft_path: Path, summary: RunSummary) -> Path:
         """train.jsonl next to the export: the round's records minus any that share a 13-gram with an

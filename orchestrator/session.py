@@ -39,6 +39,11 @@ async def execute_run(config: RunConfig, *, resume: str | None, console: Console
             driver.progress = progress
             summary = await driver.execute(run_id)
         print_summary(console, services, summary)
+        if summary.awaiting_review is not None:
+            console.print(f"run [bold]{run_id}[/] awaits review of round {summary.awaiting_review} "
+                          "(rounds.review): review it in the dashboard of `selfspec serve orchestrator` and approve "
+                          f"there (or POST /v1/runs/{run_id}/approve); the API then goes on with the run")
+            return summary
         if compare and driver.held_out:
             await print_comparison(console, services, driver.held_out, config, summary)
         if config.eval.tasks and summary.adapters:

@@ -47,7 +47,8 @@ runs = Table(
     Column("id", String(64), primary_key=True),
     Column("name", String(128), nullable=False),
     Column("config", JSON, nullable=False),
-    Column("status", String(16), nullable=False),  # pending|running|paused|completed|failed|cancelled
+    # pending|running|paused|awaiting_review|completed|failed|cancelled
+    Column("status", String(16), nullable=False),
     Column("phase", String(32), nullable=False),
     Column("round", Integer, nullable=False, default=1),
     Column("reason", Text, nullable=False, default=""),
@@ -117,6 +118,29 @@ adapters = Table(
     Column("path", Text, nullable=False),
     Column("manifest", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Review (orchestrator/review.py): a reviewed sample's current state, one row per sample. Every change is
+# also a `review` event (who, when, what), so this table is the latest state and the events its history.
+sample_reviews = Table(
+    "sample_reviews", metadata,
+    Column("sample_id", String(160), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("decision", String(16), nullable=True),  # rejected | restored | NULL: the gates decide
+    Column("response", Text, nullable=True),  # an edited response; NULL: the response as generated
+    Column("updated_by", String(128), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sample_reviews_run_round", "run_id", "round"),
+)
+
+# A round a reviewer approved (`rounds.review`): the run goes on to export and train it.
+review_approvals = Table(
+    "review_approvals", metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("approved_by", String(128), nullable=False),
+    Column("approved_at", DateTime(timezone=True), nullable=False),
 )
 
 # `Idempotency-Key` of POST /v1/runs: a retried request returns the run the first one created.

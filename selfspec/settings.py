@@ -169,6 +169,8 @@ class Round2Section(_Section):
 class RoundsSection(_Section):
     count: int = Field(2, ge=1, le=2)
     round2: Round2Section = Round2Section()
+    review: bool = Field(False, description="pause each round after synthesis in status `awaiting_review` until "
+                         "POST /v1/runs/{id}/approve (reviewed rejects and edits then shape its export and training)")
 
 
 class ServicesSection(_Section):

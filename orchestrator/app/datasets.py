@@ -2,6 +2,7 @@
 
 Streaming from the store (not the exported file) means a download works mid-run too (a snapshot of
 the samples committed so far) and can never be stale; once the round is exported the bytes are equal.
+Like the export, it honours the review: rejected samples left out, restored ones in, edits applied.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from orchestrator.pipeline.records import dataset_line
+from orchestrator.review import dataset_samples
 from orchestrator.store import RunStore
 
 
 def iter_dataset(store: RunStore, run_id: str, round: int, fmt: str) -> Iterator[bytes]:
     batch: list[str] = []
-    for sample in store.iter_samples(run_id, round):
+    for sample in dataset_samples(store, run_id, round):
         batch.append(dataset_line(sample, fmt))
         if len(batch) >= 200:
             yield "".join(batch).encode("utf-8")

@@ -32,7 +32,7 @@ from orchestrator.app.middleware import (
     RequestMetricsMiddleware,
     TokenFirstMiddleware,
 )
-from orchestrator.app.routes import adapters, evaluations, health, runs, ui
+from orchestrator.app.routes import adapters, evaluations, health, reviews, runs, ui
 from orchestrator.app.settings import ApiSettings
 from orchestrator.app.tickets import StreamTickets
 from orchestrator.services import Services, open_services
@@ -97,7 +97,8 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
     app.state.stream_slots = StreamSlots(per_client=settings.sse_max_streams_per_client)
     app.state.api = None
     install_error_handlers(app)
-    for router in (runs.router, runs.stream_router, adapters.router, evaluations.router, health.router):
+    for router in (runs.router, runs.stream_router, reviews.router, adapters.router, evaluations.router,
+                   health.router):
         app.include_router(router)
     app.add_api_route("/", ui.home_redirect, include_in_schema=False)
     app.mount("/ui", ui.dashboard(), name="ui")

@@ -34,7 +34,8 @@ from orchestrator.app.metrics import GeneratorCounters
 from orchestrator.app.queries import TERMINAL
 from orchestrator.app.run_configs import resumed_run_config, server_sections
 from orchestrator.app.run_worker import WorkerInput, build_driver
-from orchestrator.driver import RunDriver
+from orchestrator.driver import AWAITING_REVIEW, RunDriver
+from orchestrator.review import approve_round, sample_rounds
 from orchestrator.services import LocalAdapterTrainer, Services
 from orchestrator.store import RunStore
 from selfspec.errors import SelfSpecError
@@ -132,7 +133,7 @@ class RunManager:
             await relay
             self.counters.finish(run_id)
         status = self.store.get_run(run_id)["status"]
-        if status not in TERMINAL:  # it died before the driver could record why
+        if status not in TERMINAL and status != AWAITING_REVIEW:  # it died before the driver could record why
             reason = f"run worker exited with code {code} in status {status!r}; see {log_path}"
             log.error("run %s: %s", run_id, reason, extra={"run_id": run_id})
             self.store.set_status(run_id, "failed", reason=reason)
@@ -186,6 +187,11 @@ class RunManager:
     async def cancel(self, run_id: str) -> None:
         await self.engine.call(self._cancel(run_id))
 
+    async def approve(self, run_id: str, *, by: str, note: str = "") -> dict[str, Any]:
+        """Approve a reviewed run: one `awaiting_review` goes on from its paused round's export (honouring
+        the review); a completed one gets every round's dataset files exported again as reviewed."""
+        return await self.engine.call(self._approve(run_id, by=by, note=note))
+
     async def resume_interrupted(self) -> list[str]:
         return await self.engine.call(self._resume_interrupted())
 
@@ -227,6 +233,26 @@ class RunManager:
         # show the `failed`/`cancelled` the run is being resumed from.
         self.store.set_status(run_id, "running", reason=f"resumed by API request (was {run['status']})")
         self._start(run_id, driver)
+        return self.store.get_run(run_id)
+
+    async def _approve(self, run_id: str, *, by: str, note: str) -> dict[str, Any]:
+        run = self.store.get_run(run_id)
+        if self.is_active(run_id):
+            raise RunStateConflict(f"run {run_id!r} is running; it can be approved once it awaits review")
+        if run["status"] == AWAITING_REVIEW:
+            self._check_capacity()
+            approve_round(self.store, run_id, run["round"], by=by, note=note)
+            return await self._resume(run_id)  # the driver goes on from the approved round's export
+        if run["status"] == "completed":
+            # Training is not redone: the files and GET /dataset now show the review, the adapters do not.
+            for rnd in sample_rounds(self.store, run_id):
+                approve_round(self.store, run_id, rnd, by=by, note=note)
+            driver = self._driver(self._stored_config(run))
+            await asyncio.to_thread(driver.export_again, run_id)
+            self.store.add_event(run_id, "review", {"action": "export", "by": by})
+        else:
+            raise RunStateConflict(f"run {run_id!r} is {run['status']}: only a run awaiting review, or a completed "
+                                   "one (its datasets are then exported again), can be approved")
         return self.store.get_run(run_id)
 
     async def _resume_interrupted(self) -> list[str]:

@@ -127,6 +127,78 @@ DatasetFormat = Literal["sft", "alpaca", "messages"]
 SampleStatus = Literal["ok", "failed", "gated", "all"]  # gated: any response gate (the gate is the row's status)
 
 
+# ---- review ----
+
+MAX_EDITED_RESPONSE_CHARS = 100_000  # generation stops at 8192 tokens: far below this
+ReviewDecision = Literal["rejected", "restored"]
+
+
+class ReviewNote(_Request):
+    note: str = Field("", max_length=500, description="why; kept in the review event")
+
+
+class ReviewEdit(ReviewNote):
+    response: str = Field(min_length=1, max_length=MAX_EDITED_RESPONSE_CHARS,
+                          description="the response the dataset gets; the generated one is kept as provenance "
+                                      "(sending it back undoes the edit)")
+
+
+class ReviewState(BaseModel):
+    sample_id: str
+    decision: ReviewDecision | None = Field(description="null: the gates decide (ok samples are in the dataset)")
+    edited: bool
+    included: bool = Field(description="the sample is in the round's exported dataset")
+    reviewed_by: str | None
+    reviewed_at: UtcDatetime | None
+    changed: bool = Field(description="false when the action changed nothing (and recorded nothing)")
+
+
+class ReviewSampleOut(BaseModel):
+    id: str
+    response: str = Field(description="what the dataset gets: the edited response, or the generated one")
+    generated_response: str
+    status: str = Field(description="ok, failed, or the response gate that dropped it")
+    error: str = Field(description="why it was dropped (or a judge note)")
+    retrieved: list[DocRefOut]
+    model: str
+    prompt_hash: str
+    created_at: UtcDatetime
+
+
+class ReviewItem(BaseModel):
+    seq: int
+    instruction_id: str
+    round: int
+    instruction: str
+    input: str
+    verdict: str = Field(description="the instruction filter's verdict: kept, or why it was dropped")
+    reason: str
+    sample: ReviewSampleOut | None = Field(description="null for a dropped instruction (never answered)")
+    decision: ReviewDecision | None
+    edited: bool
+    included: bool
+    reviewed_by: str | None
+    reviewed_at: UtcDatetime | None
+
+
+class ReviewPage(BaseModel):
+    items: list[ReviewItem]
+    next_cursor: int = Field(description="pass as ?cursor= for the next page (the instructions' order)")
+    has_more: bool
+
+
+class ReviewEvent(BaseModel):
+    id: int = Field(description="the event's id in the run's event stream")
+    ts: UtcDatetime
+    action: str = Field(description="reject, restore, edit, approve, or export (a completed run's re-export)")
+    by: str = Field(description="who: `local` without an API token, else the token's fingerprint")
+    round: int | None = None
+    sample_id: str | None = None
+    note: str = ""
+    before: str | None = Field(None, description="an edit's previous response")
+    after: str | None = Field(None, description="an edit's new response")
+
+
 # ---- adapters ----
 
 class AdapterLoadRequest(_Request):
