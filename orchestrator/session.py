@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.driver import RunDriver, RunSummary
+from orchestrator.dry_run import estimate_vs_actual, print_estimate_vs_actual
 from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
 from orchestrator.services import Services, open_services
 from selfspec.cards import write_adapter_evaluation
@@ -48,6 +49,10 @@ async def execute_run(config: RunConfig, *, resume: str | None, console: Console
             await print_comparison(console, services, driver.held_out, config, summary)
         if config.eval.tasks and summary.adapters:
             await evaluate_run(console, services, config, summary, driver.run_dir(run_id) / "eval")
+        comparison = estimate_vs_actual(config, summary.phase_seconds)
+        if comparison is not None:  # a dry run of this config left its estimate: show it next to the actual figures
+            print_estimate_vs_actual(console, comparison)
+            services.store.add_event(summary.run_id, "estimate", {"phases": comparison})
     console.print(f"total wall time {time.monotonic() - started:.0f}s")
     return summary
 

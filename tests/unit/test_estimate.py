@@ -44,3 +44,21 @@ def test_dry_run_estimates_every_stage_from_one_probe() -> None:
     assert stages["round1:training"].requests == 28  # as in the demo: 112 records x 2 epochs / 8
     assert result.cost == result.tokens / 1000 * 0.5 and result.total_s > 0
     assert result.to_dict()["assumptions"]
+
+
+def test_a_run_of_the_same_config_finds_the_dry_runs_estimate(tmp_path: Path) -> None:
+    import json
+
+    from orchestrator.dry_run import estimate_path, estimate_vs_actual
+
+    config = load_config(REPO / "configs/demo.toml", {"storage.data_dir": str(tmp_path)})
+    assert estimate_vs_actual(config, {"round1:synthesis": 400.0}) is None
+    stages = [{"stage": "round1:instructions", "seconds": 100.0}, {"stage": "round1:responses", "seconds": 50.0},
+              {"stage": "round1:training", "seconds": 300.0}]
+    estimate_path(config).parent.mkdir(parents=True)
+    estimate_path(config).write_text(json.dumps({"stages": stages}))
+    rows = estimate_vs_actual(config, {"round1:synthesis": 400.0, "round1:training": 280.0})
+    assert rows == [{"phase": "round1:synthesis", "estimated_s": 150.0, "actual_s": 400.0},
+                    {"phase": "round1:training", "estimated_s": 300.0, "actual_s": 280.0}]
+    other = load_config(REPO / "configs/demo.toml", {"storage.data_dir": str(tmp_path), "rounds.count": 1})
+    assert estimate_vs_actual(other, {}) is None  # another config: no estimate
