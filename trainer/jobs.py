@@ -11,12 +11,18 @@ Every job of `LocalSubprocessRunner` is a folder, so its state survives a restar
 
 Training runs in its own process, so a crash (or OOM kill) cannot take the caller down; submitting the
 same config again resumes from the job's checkpoints.
+
+One training at a time per data dir, whoever starts it: every run worker process has a runner of its
+own (and the trainer service another), so besides its in-process slots a job waits, `queued`, for an
+exclusive `flock` on `<jobs>/../training.lock` before its trainer process starts. The trainer process
+shares the lock's descriptor, so the slot stays taken while it lives, even past a killed runner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -24,7 +30,7 @@ import re
 import signal
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
@@ -41,6 +47,8 @@ log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _LOG_TAIL_LINES = 5
+SLOT_LOCK = "training.lock"  # next to the jobs dir: in the data dir the orchestrator and trainer share
+SLOT_POLL_S = 0.5
 
 
 class JobNotFound(SelfSpecError):
@@ -124,12 +132,37 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+@contextlib.asynccontextmanager
+async def host_training_slot(path: Path, *, poll_s: float = SLOT_POLL_S) -> AsyncIterator[int]:
+    """Wait (without blocking the loop) for the exclusive `flock` on `path`; yields its descriptor. The
+    kernel drops the lock when every process holding the descriptor has closed it or died (kill -9
+    included), so it is never stale."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    log.info("another training holds %s; waiting for it to finish", path)
+                    waited = True
+                await asyncio.sleep(poll_s)
+        yield fd
+    finally:
+        os.close(fd)  # not LOCK_UN: a trainer process given the descriptor keeps the slot until it exits
+
+
 class LocalSubprocessRunner:
-    """Runs each job as `python -m trainer.train --config-json ...`, at most `max_concurrent` at a time."""
+    """Runs each job as `python -m trainer.train --config-json ...`, at most `max_concurrent` at a time in
+    this runner and one at a time per `slot_lock` (default `<jobs_dir>/../training.lock`) on the host."""
 
     def __init__(self, jobs_dir: Path, *, python: str = sys.executable, max_concurrent: int = 1,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, slot_lock: Path | None = None) -> None:
         self.jobs_dir = Path(jobs_dir)
+        self.slot_lock = slot_lock or self.jobs_dir.parent / SLOT_LOCK
         self._python = python
         self._slots = asyncio.Semaphore(max_concurrent)
         self._env = dict(env) if env is not None else _child_env()
@@ -221,7 +254,7 @@ class LocalSubprocessRunner:
 
     async def _run(self, job_id: str) -> None:
         job_dir = self.jobs_dir / job_id
-        async with self._slots:
+        async with self._slots, host_training_slot(self.slot_lock) as slot_fd:
             command = [
                 self._python, "-m", "trainer.train",
                 "--config-json", str(job_dir / "config.json"),
@@ -233,7 +266,7 @@ class LocalSubprocessRunner:
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *command, stdout=log_file, stderr=asyncio.subprocess.STDOUT, env=self._env,
-                    cwd=str(REPO_ROOT), start_new_session=True,
+                    cwd=str(REPO_ROOT), start_new_session=True, pass_fds=(slot_fd,),
                 )
             finally:
                 log_file.close()  # the child holds its own descriptor

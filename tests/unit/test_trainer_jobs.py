@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -103,3 +104,27 @@ def test_trainer_light_modules_do_not_import_torch() -> None:
     code = ("import sys, trainer.commands, trainer.jobs, trainer.client, trainer.service, trainer.config; "
             "sys.exit(int('torch' in sys.modules or 'trl' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+async def test_trainer_jobs_one_training_per_host_across_runners(tmp_path: Path, fake_python: str) -> None:
+    """Two run workers (each with a runner of its own over the shared data dir) never train at once."""
+    first = LocalSubprocessRunner(tmp_path / "data" / "jobs", python=fake_python)
+    second = LocalSubprocessRunner(tmp_path / "data" / "jobs", python=fake_python)
+    try:
+        a = await first.submit(_config(tmp_path, "a", run_id="ok:1.5"))
+        for _ in range(300):
+            if (await first.status(a)).state == "running":
+                break
+            await asyncio.sleep(0.02)
+        b = await second.submit(_config(tmp_path, "b", run_id="ok:0"))
+        seen: list[tuple[str, str]] = []
+        while (state := (await second.status(b)).state) in ("queued", "running"):
+            seen.append(((await first.status(a)).state, state))
+            await asyncio.sleep(0.05)
+        assert state == "succeeded", (await second.status(b)).error
+        assert ("running", "queued") in seen  # the second waited while the first trained...
+        assert all(other != "running" for other, mine in seen if mine == "running")  # ...and never overlapped it
+        assert (await first.status(a)).state == "succeeded"
+    finally:
+        await first.aclose()
+        await second.aclose()
