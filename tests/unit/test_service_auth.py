@@ -35,7 +35,7 @@ def _fake_engine() -> Any:
 
 
 async def _call(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
         return await http.request(method, path, **kwargs)
 
 
@@ -71,7 +71,7 @@ async def test_retriever_service_token_guards_all_but_health(tmp_path: Path) -> 
             response = await _call(app, method, path, headers=_auth("wrong"), json={"query": "x", "k": 1})
             assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer", path
         assert (await _call(app, "GET", "/health")).status_code == 200
-        retriever = HttpRetriever("http://svc", "bio", transport=httpx.ASGITransport(app=app), api_key=KEY)
+        retriever = HttpRetriever("http://localhost", "bio", transport=httpx.ASGITransport(app=app), api_key=KEY)
         async with retriever:
             assert await retriever.ensure_index()
             assert await retriever.count() == 0

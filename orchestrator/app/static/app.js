@@ -3,10 +3,11 @@
 "use strict";
 
 const TOKEN_KEY = "selfspec-api-token";
-const EVENT_TYPES = ["run_created", "status", "instructions", "sample", "round_done", "adapter"];
+const EVENT_TYPES = ["run_created", "status", "instructions", "sample", "round_done", "adapter", "review"];
 const $ = (id) => document.getElementById(id);
 const state = { runId: null, round: 1, source: null, cursor: 0, refreshTimer: null, events: 0, loading: false,
-                lastEventId: 0 };
+                lastEventId: 0, status: null,
+                review: { cursor: 0, generation: 0, items: [], selected: -1, loading: false, logTimer: null } };
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -111,10 +112,12 @@ function renderRun(run) {
   $("gates-table").tBodies[0].replaceChildren(...(gates.length
     ? gates.map(([gate, n]) => el("tr", {}, el("td", {}, gate), el("td", {}, n)))
     : [el("tr", {}, el("td", { colSpan: 2, class: "muted" }, "nothing gated"))]));
-  const rounds = $("samples-round");
-  for (const round of Object.keys(run.rounds)) {
-    if (![...rounds.options].some((o) => o.value === round)) rounds.append(el("option", { value: round }, round));
+  for (const rounds of [$("samples-round"), $("review-round")]) {
+    for (const round of Object.keys(run.rounds)) {
+      if (![...rounds.options].some((o) => o.value === round)) rounds.append(el("option", { value: round }, round));
+    }
   }
+  renderReviewStatus(run);
 }
 
 async function refreshRun() {
@@ -167,6 +170,7 @@ async function follow(runId, { resume = false } = {}) {
       if (message.lastEventId) state.lastEventId = Number(message.lastEventId) || state.lastEventId;
       logEvent(type, JSON.parse(message.data));
       scheduleRefresh();
+      if (type === "review") scheduleReviewLog();
       if (type === "sample" && $("samples-table").tBodies[0].children.length < 20) loadSamples(false);
     });
   }
@@ -188,10 +192,13 @@ async function selectRun(runId) {
   location.hash = encodeURIComponent(runId);
   $("run-panel").hidden = false;
   $("samples-panel").hidden = false;
+  $("review-panel").hidden = false;
   $("sample-detail").hidden = true;
+  $("review-detail").hidden = true;
+  state.status = null;
   for (const row of $("runs-table").tBodies[0].rows) row.classList.toggle("selected", row.dataset.runId === runId);
   await refreshRun();
-  await loadSamples(true);
+  await Promise.all([loadSamples(true), loadReview(true), loadReviewLog()]);
   follow(runId);
 }
 
@@ -341,6 +348,7 @@ function init() {
   $("new-run-submit").addEventListener("click", createRun);
   $("samples-reload").addEventListener("click", () => loadSamples(true));
   $("samples-more").addEventListener("click", () => loadSamples(false));
+  initReview();
   for (const button of document.querySelectorAll("button.dataset")) {
     button.addEventListener("click", () => download(button.dataset.format));
   }
