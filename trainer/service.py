@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from selfspec.adapters import validate_adapter_name, validate_adapter_path
 from selfspec.auth import BearerAuthMiddleware, ServiceTokens, bind_refusal
 from selfspec.errors import AdapterConflict, AdapterError, ConfigError, InputFileError, SelfSpecError
+from selfspec.hosts import add_host_allowlist
 from selfspec.settings import REPO_ROOT
 from trainer.config import TrainConfig, field_help
 from trainer.data import load_sft_records
@@ -89,9 +90,10 @@ def confine_config(body: dict[str, Any], *, data_dir: Path, adapters_dir: Path) 
 
 
 def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner | None = None,
-               token: str | None = None) -> FastAPI:
+               token: str | None = None, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """The app; `runner` defaults to a `LocalSubprocessRunner` keeping jobs under `<data_dir>/trainer-jobs`.
-    With `token` (`SELFSPEC_SERVICE_TOKEN`) every route but /health needs it as a bearer token."""
+    With `token` (`SELFSPEC_SERVICE_TOKEN`) every route but /health needs it as a bearer token. Only
+    `allowed_hosts` (default `SELFSPEC_SERVICE_ALLOWED_HOSTS`: loopback names) are answered (selfspec.hosts)."""
     owned = runner is None
     jobs: TrainingJobRunner = runner or LocalSubprocessRunner(Path(data_dir) / "trainer-jobs")
 
@@ -139,6 +141,7 @@ def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner 
 
     if token:
         app.add_middleware(BearerAuthMiddleware, tokens=[token])
+    add_host_allowlist(app, allowed_hosts)
     return app
 
 

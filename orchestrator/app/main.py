@@ -16,7 +16,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
 from orchestrator.app.cache import TTLCache
 from orchestrator.app.deps import ApiState
@@ -37,6 +36,7 @@ from orchestrator.app.settings import ApiSettings
 from orchestrator.app.tickets import StreamTickets
 from orchestrator.services import Services, open_services
 from selfspec.body_limit import BodyLimitMiddleware
+from selfspec.hosts import add_host_allowlist
 from selfspec.processes import lower_thread_priority
 from selfspec.settings import RunConfig
 from selfspec.urls import redact_url
@@ -109,5 +109,5 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
     app.add_middleware(CrossSiteGuardMiddleware, allowed_origins=settings.cors_origins)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts), www_redirect=False)
+    add_host_allowlist(app, settings.allowed_hosts)
     return app

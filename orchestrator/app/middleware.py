@@ -1,6 +1,6 @@
 """Pure ASGI middleware: request accounting for /metrics, the cross-site guard on state changes, and the
-token check before a request body is read (the body limit is selfspec.body_limit; the Host allowlist is
-Starlette's TrustedHostMiddleware).
+token check before a request body is read (the body limit is selfspec.body_limit; the Host allowlist,
+shared with the other services, is selfspec.hosts).
 
 Pure ASGI rather than `BaseHTTPMiddleware` so streamed responses (SSE, dataset downloads) pass
 through untouched.

@@ -7,9 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from selfspec.hosts import LOOPBACK_HOSTS
 from selfspec.settings import split_list_setting
-
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class ApiSettings(BaseSettings):

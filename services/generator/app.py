@@ -26,6 +26,7 @@ from selfspec.errors import (
     ContextLengthExceeded,
     SelfSpecError,
 )
+from selfspec.hosts import add_host_allowlist
 from services.generator.engine import GenerationEngine, GenerationParams, GenerationResult
 from services.generator.protocol import (
     MAX_BODY_BYTES,
@@ -127,11 +128,12 @@ def _usage(results: list[GenerationResult]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (),
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (), max_body_bytes: int = MAX_BODY_BYTES,
+               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """The app; with `api_keys` (vLLM's `--api-key` / `VLLM_API_KEY`) every /v1 route needs one as a bearer
     token, answered like vLLM (401 `{"error": "Unauthorized"}`); /health stays open. Bodies over
-    `max_body_bytes` are a 413; protocol.py bounds the lists of one request."""
+    `max_body_bytes` are a 413; protocol.py bounds the lists of one request. Only `allowed_hosts` (default
+    `SELFSPEC_SERVICE_ALLOWED_HOSTS`: loopback names) are answered, others 400 (selfspec.hosts)."""
 
     tokenizer = _Tokenizer(engine)
 
@@ -294,6 +296,7 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (),
     if api_keys:
         app.add_middleware(BearerAuthMiddleware, tokens=list(api_keys), guarded=vllm_guarded,
                            body={"error": "Unauthorized"})
+    add_host_allowlist(app, allowed_hosts)
     return app
 
 

@@ -82,8 +82,8 @@ async def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     docs = list(iter_corpus(REFERENCE_CORPUS))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://retriever", timeout=120) as http:
-            retriever = HttpRetriever("http://retriever", f"{prefix}-biomed", transport=transport, timeout=120)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=120) as http:
+            retriever = HttpRetriever("http://localhost", f"{prefix}-biomed", transport=transport, timeout=120)
             created = await retriever.ensure_index()
             # Hybrid opens the indexes the bm25 and dense cases built in the shared dir (when they ran).
             assert created or request.param == "embedded-hybrid"
@@ -144,7 +144,7 @@ async def test_contract_reindexing_is_idempotent(deployment: Deployment) -> None
 
 
 async def test_contract_replace_by_id_and_bad_batch_writes_nothing(deployment: Deployment) -> None:
-    retriever = HttpRetriever("http://retriever", deployment.index("small"), transport=deployment.transport)
+    retriever = HttpRetriever("http://localhost", deployment.index("small"), transport=deployment.transport)
     async with retriever:
         await retriever.ensure_index()
         await retriever.add_documents([Document(id="a", text="alpha kinase"), Document(id="b", text="beta receptor")])

@@ -247,6 +247,16 @@ def test_compose_every_service_requires_the_service_token(replicas: dict[str, An
         _interpolate(raw, {"ELASTIC_PASSWORD": "x"})
 
 
+def test_compose_services_answer_their_own_name_and_loopback(replicas: dict[str, Any]) -> None:
+    """The Host allowlist of each of our services (selfspec.hosts) admits the name the stack calls it by."""
+    from selfspec.hosts import ServiceHosts
+
+    services = _services(replicas)
+    for name in ("retriever", "generator-cpu", *TRAINERS):
+        allowed = ServiceHosts(_env_file=None, allowed_hosts=_env(services[name])["SELFSPEC_SERVICE_ALLOWED_HOSTS"])
+        assert {name, "localhost", "127.0.0.1"} <= set(allowed.allowed_hosts), name
+
+
 def test_compose_replicas_override_lists_both_urls(base: dict[str, Any], replicas: dict[str, Any]) -> None:
     one = _env(_services(base)["orchestrator"])["SELFSPEC_SERVICES__GENERATOR_URLS"]
     both = _env(_services(replicas)["orchestrator"])["SELFSPEC_SERVICES__GENERATOR_URLS"]

@@ -48,7 +48,7 @@ class _FakeEngine:
 
 async def _post(path: str, body: dict[str, Any], **app_kwargs: Any) -> httpx.Response:
     app = create_app(_FakeEngine(), **app_kwargs)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gen") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
         return await http.post(path, json=body)
 
 

@@ -61,7 +61,7 @@ def runner() -> FakeRunner:
 @pytest.fixture
 async def client(dirs: tuple[Path, Path], runner: FakeRunner) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(data_dir=dirs[0], adapters_dir=dirs[1], runner=runner)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://trainer") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
         yield http
 
 
@@ -119,7 +119,7 @@ async def test_trainer_http_client_satisfies_runner_protocol(
     dirs: tuple[Path, Path], runner: FakeRunner
 ) -> None:
     app = create_app(data_dir=dirs[0], adapters_dir=dirs[1], runner=runner)
-    async with HttpTrainerClient("http://trainer", transport=httpx.ASGITransport(app=app)) as remote:
+    async with HttpTrainerClient("http://localhost", transport=httpx.ASGITransport(app=app)) as remote:
         assert isinstance(remote, TrainingJobRunner)
         assert await remote.health()
         config = TrainConfig(base_model="smollm2-135m", dataset=dirs[0] / "d.jsonl", output_dir=dirs[1] / "r1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from selfspec.auth import BearerAuthMiddleware
 from selfspec.errors import BackendError, BackendTimeout, BackendUnavailable, SelfSpecError
+from selfspec.hosts import add_host_allowlist
 from services.retriever.app.api import router
 from services.retriever.app.backends import IndexNotFound, InvalidIndexName, build_backend
 from services.retriever.app.config import RetrieverSettings
@@ -38,8 +39,10 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
-def create_app(settings: RetrieverSettings | None = None, *, token: str | None = None) -> FastAPI:
-    """The app; with `token` (`SELFSPEC_SERVICE_TOKEN`) every route but /health needs it as a bearer token."""
+def create_app(settings: RetrieverSettings | None = None, *, token: str | None = None,
+               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+    """The app; with `token` (`SELFSPEC_SERVICE_TOKEN`) every route but /health needs it as a bearer token.
+    Only `allowed_hosts` (default `SELFSPEC_SERVICE_ALLOWED_HOSTS`: loopback names) are answered (selfspec.hosts)."""
     settings = settings or RetrieverSettings()
 
     @asynccontextmanager
@@ -58,4 +61,5 @@ def create_app(settings: RetrieverSettings | None = None, *, token: str | None =
         app.add_exception_handler(error, _selfspec_error)
     if token:
         app.add_middleware(BearerAuthMiddleware, tokens=[token])
+    add_host_allowlist(app, allowed_hosts)
     return app
