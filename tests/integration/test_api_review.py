@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from orchestrator.services import Services, open_services
+from selfspec.settings import RunConfig
+from tests.integration.test_api_adapters_evals import FakeTrainer
 from tests.integration.test_api_support import (
     api_config,
     fake_generator,
@@ -104,3 +110,27 @@ def test_review_without_a_token_is_local_and_a_run_without_review_goes_on(tmp_pa
             log = client.get(f"/v1/runs/{run_id}/review/log").json()
             assert [(e["action"], e["by"]) for e in log] == [("approve", "local"), ("export", "local"),
                                                              ("reject", "local")]
+
+
+def test_review_training_uses_the_reviewed_round(tmp_path: Path) -> None:
+    trainers: list[FakeTrainer] = []
+
+    @asynccontextmanager
+    async def services_with_fake_trainer(config: RunConfig) -> AsyncIterator[Services]:
+        async with open_services(config) as services:
+            trainers.append(FakeTrainer(config.adapters_dir))
+            yield replace(services, trainer=trainers[-1])
+
+    with fake_generator() as gen_url:
+        config = api_config(tmp_path, gen_url, target=5)
+        with running_api(config, services_factory=services_with_fake_trainer) as client:
+            body = {"rounds": {"count": 1, "review": True}, "training": {"enabled": True}}
+            run_id = client.post("/v1/runs", json=body).raise_for_status().json()["id"]
+            _settled(client, run_id, "awaiting_review")
+            assert trainers[0].calls == []  # nothing trained before the approval
+            items = client.get(f"/v1/runs/{run_id}/review/items", params={"status": "ok"}).json()["items"]
+            for item in items[:2]:
+                client.post(f"/v1/runs/{run_id}/samples/{item['sample']['id']}/reject").raise_for_status()
+            client.post(f"/v1/runs/{run_id}/approve").raise_for_status()
+            _settled(client, run_id, "completed")
+            assert trainers[0].calls == [(f"{run_id}-r1", 3)]  # 5 samples, 2 rejected
