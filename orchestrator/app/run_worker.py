@@ -94,7 +94,8 @@ async def drive(run_id: str, config: RunConfig, generator_urls: list[str]) -> in
     async with open_services(config, generator_urls=generator_urls) as services:
         reporter = asyncio.create_task(report_counters(services))
         try:
-            await build_driver(config, services).execute(run_id)  # records completed/failed/cancelled itself
+            # Records completed/failed/cancelled (or awaiting_review, `rounds.review`) itself.
+            summary = await build_driver(config, services).execute(run_id)
         except SelfSpecError as err:
             log.warning("run %s failed: %s", run_id, err)
             return EXIT_FAILED
@@ -106,7 +107,10 @@ async def drive(run_id: str, config: RunConfig, generator_urls: list[str]) -> in
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
             write_counters(services)  # the final count, retries of the last second included
-    log.info("run %s completed", run_id)
+    if summary.awaiting_review is not None:
+        log.info("run %s awaits review of round %d", run_id, summary.awaiting_review)
+    else:
+        log.info("run %s completed", run_id)
     return 0
 
 
