@@ -95,7 +95,7 @@ function renderRun(run) {
   $("run-eta").textContent = fmtSeconds(run.eta_s);
   $("run-reason").textContent = run.reason || "";
   $("run-cancel").disabled = !run.active;
-  $("run-resume").disabled = run.active || run.status === "completed";
+  $("run-resume").disabled = run.active || run.status === "completed" || run.status === "awaiting_review";
   const blocks = Object.entries(run.rounds).map(([round, r]) => el("div", {},
     el("h3", {}, `Round ${round}`),
     stageRow("prompts", r.prompts, r.prompts),
