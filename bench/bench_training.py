@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfspec.models import resolve_model_path
+from selfspec.settings import resolve_cache_dir
 from selfspec.types import ChatMessage, SFTRecord
-from trainer.config import TrainConfig, default_cache_dir
+from trainer.config import TrainConfig
 from trainer.data import build_dataset, load_sft_records
 from trainer.progress import TrainProgress
 
@@ -135,7 +136,7 @@ def main() -> None:
 
         torch.set_num_threads(options.threads)
 
-    model_path = resolve_model_path(options.model, default_cache_dir())
+    model_path = resolve_model_path(options.model, resolve_cache_dir())
     ours: list[Run] = []
     base: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:

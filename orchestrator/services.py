@@ -57,15 +57,13 @@ class LocalAdapterTrainer:
         from trainer.config import TrainConfig
         from trainer.jobs import wait_for_job
 
-        t = self.config.training
-        fields: dict[str, object] = {}
-        if init_adapter is not None:
-            fields["init_adapter"] = init_adapter
-        train_config = TrainConfig(
-            base_model=self.config.generation.model, dataset=dataset, output_dir=self.config.adapters_dir / name,
-            adapter_name=name, round=round, run_id=run_id, r=t.r, alpha=t.alpha, dropout=t.dropout, lr=t.lr,
-            epochs=t.epochs, effective_batch=t.effective_batch, micro_batch=t.micro_batch, max_length=t.max_length,
-            quantization=t.quantization, max_steps=t.max_steps, **fields,  # type: ignore[arg-type]
+        config = self.config
+        # A trainer service provisions models in its own cache; a local trainer uses the run's.
+        cache_dir = None if config.services.trainer_url else config.cache_dir
+        train_config = TrainConfig.from_section(
+            config.training, base_model=config.generation.model, dataset=dataset,
+            output_dir=config.adapters_dir / name, adapter_name=name, round=round, run_id=run_id,
+            init_adapter=init_adapter, cache_dir=cache_dir,
         )
         job_id = await self.runner.submit(train_config)  # type: ignore[attr-defined]
         log.info("training %s as job %s", name, job_id)

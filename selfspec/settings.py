@@ -10,7 +10,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -34,6 +34,22 @@ MAX_PASSAGE_WORDS = 2000
 MAX_EPOCHS = 100
 MAX_SEQUENCE_TOKENS = 32_768  # training max_length
 
+# Defined once here, used by the run config, the trainer and the retriever service.
+INDEX_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # 1-64 of [a-z0-9_-], alphanumeric first: a safe path and ES name
+DEFAULT_CACHE_DIR = Path(".cache/selfspec")  # provisioned models; relative to the repository root
+Quantization = Literal["auto", "nf4", "none"]
+RetrievalMethod = Literal["bm25", "dense", "hybrid"]
+
+
+def resolve_cache_dir(configured: Path | None = None) -> Path:
+    """Where named models are provisioned: `$SELFSPEC_CACHE_DIR`, else `configured` (`[storage] cache_dir`),
+    else `DEFAULT_CACHE_DIR`; a relative path is taken relative to the repository root."""
+    env = os.environ.get("SELFSPEC_CACHE_DIR")
+    if env:
+        return Path(env)
+    path = DEFAULT_CACHE_DIR if configured is None else configured
+    return path if path.is_absolute() else REPO_ROOT / path
+
 
 def split_list_setting(value: Any) -> Any:
     """A list-valued setting given as one string (an environment variable): a JSON array, or items
@@ -50,7 +66,7 @@ class RunSection(_Section):
     domain: str = "biomedical"
     seeds: Path = Path("seeds/biomedical.jsonl")
     corpus: Path = Path("corpora/biomedical.jsonl")
-    index: str = Field("biomedical", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    index: str = Field("biomedical", pattern=INDEX_NAME_PATTERN)
     random_seed: int = 0
     held_out_seeds: int = Field(4, ge=0, le=10_000,
                                 description="seed tasks kept aside for the before/after comparison")
@@ -79,20 +95,27 @@ class GenerationSection(_Section):
                                                    "prices its estimate with it (0: no cost line)")
 
 
-class RetrievalSection(_Section):
-    backend: Literal["embedded", "http", "elasticsearch"] = "embedded"
-    k: int = Field(5, ge=0, le=100)
+class RetrievalMethodKnobs(BaseModel):
+    """How documents are ranked, shared by `[retrieval]` and the retriever service's `RetrieverSettings`;
+    each subclass defines its own `backend` (the rule below reads it)."""
+
     # bm25 is the paper's choice; dense and hybrid (BM25 + dense by reciprocal rank fusion) answer its
     # open question. They run in-process (backend "embedded") and need the `dense` extra.
-    method: Literal["bm25", "dense", "hybrid"] = "bm25"
+    method: RetrievalMethod = "bm25"
     dense_model: str = Field("", description="local sentence-transformers dir; empty: the packaged all-MiniLM-L6-v2")
     rrf_k: int = Field(60, ge=1, le=10_000)
 
     @model_validator(mode="after")
-    def _method_needs_embedded(self) -> RetrievalSection:
-        if self.method != "bm25" and self.backend != "embedded":
+    def _method_needs_embedded(self) -> Self:
+        backend = getattr(self, "backend", "embedded")
+        if self.method != "bm25" and backend != "embedded":
             raise ValueError(f"method = {self.method!r} runs in-process: it needs backend = \"embedded\"")
         return self
+
+
+class RetrievalSection(_Section, RetrievalMethodKnobs):
+    backend: Literal["embedded", "http", "elasticsearch"] = "embedded"
+    k: int = Field(5, ge=0, le=100)
 
 
 class FiltersSection(_Section):
@@ -145,18 +168,40 @@ class GatesSection(_Section):
 
 
 class TrainingSection(_Section):
+    """The training knobs. All but `TRAINING_RUN_ONLY` are also `TrainConfig` fields (trainer/config.py), which
+    take their default and help from here; a job's values are checked against these bounds too."""
+
     enabled: bool = Field(True, description="false: stop after round 1's dataset export (synthesis only)")
-    r: int = Field(8, ge=1, le=1024)
-    alpha: int = Field(16, ge=1, le=16_384)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    lr: float = Field(3e-4, gt=0.0, le=1.0)
-    epochs: float = Field(3.0, gt=0.0, le=MAX_EPOCHS)
-    effective_batch: int = Field(32, ge=1, le=65_536)
-    micro_batch: int = Field(4, ge=1, le=4096)
-    max_length: int = Field(512, ge=32, le=MAX_SEQUENCE_TOKENS)
-    quantization: Literal["auto", "nf4", "none"] = "auto"
-    max_steps: int = Field(-1, ge=-1, le=10_000_000, description="-1 = derive from epochs")
+    r: int = Field(8, ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, le=16_384, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    lr: float = Field(3e-4, gt=0.0, le=1.0, description="Peak learning rate (AdamW).")
+    epochs: float = Field(3.0, gt=0.0, le=MAX_EPOCHS, description="Training epochs (ignored when max_steps > 0).")
+    effective_batch: int = Field(32, ge=1, le=65_536,
+                                 description="Examples per optimizer step = micro_batch x gradient accumulation.")
+    micro_batch: int = Field(4, ge=1, le=4096, description="Examples per forward/backward pass.")
+    max_length: int = Field(512, ge=32, le=MAX_SEQUENCE_TOKENS, description="Max tokens per example (prompt + response).")
+    quantization: Quantization = Field(
+        "auto", description="auto = NF4 QLoRA on CUDA, plain LoRA on CPU; nf4 = force QLoRA; none = plain LoRA.")
+    max_steps: int = Field(-1, ge=-1, le=10_000_000, description="Optimizer steps; -1 derives them from epochs.")
     mix_seeds: bool = Field(False, description="also train on the prompting seed tasks (the paper does not)")
+
+    @field_validator("max_steps")
+    @classmethod
+    def _max_steps_not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 or positive")
+        return value
+
+    @model_validator(mode="after")
+    def _whole_micro_batches(self) -> TrainingSection:
+        if self.effective_batch % self.micro_batch:
+            raise ValueError(f"effective_batch ({self.effective_batch}) must be a multiple of micro_batch "
+                             f"({self.micro_batch})")
+        return self
+
+
+TRAINING_RUN_ONLY = frozenset({"enabled", "mix_seeds"})  # [training] keys the orchestrator acts on, not the trainer
 
 
 class Round2Section(_Section):
@@ -211,7 +256,7 @@ class ServicesSection(_Section):
 
 class StorageSection(_Section):
     data_dir: Path = Path(".selfspec")
-    cache_dir: Path = Path(".cache/selfspec")
+    cache_dir: Path = DEFAULT_CACHE_DIR
     adapters_dir: Path = Path(".selfspec/adapters")
     database_url: str = ""
 
@@ -267,8 +312,7 @@ class RunConfig(BaseSettings):
 
     @property
     def cache_dir(self) -> Path:
-        env = os.environ.get("SELFSPEC_CACHE_DIR")
-        return Path(env) if env else self.resolve(self.storage.cache_dir)
+        return resolve_cache_dir(self.storage.cache_dir)
 
     @property
     def database_url(self) -> str:

@@ -1,10 +1,15 @@
-"""`selfspec train`: the typer command (registered by the CLI). Heavy imports happen inside the command."""
+"""`selfspec train`: the typer command (registered by the CLI). Heavy imports happen inside the command.
+
+Its options are generated from `TrainConfig`'s fields (type, default, help), so they cannot drift from the
+trainer's config or from the run config's `[training]` section it takes its knobs from.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 from rich.console import Console
@@ -12,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from selfspec.console import print_error
 from selfspec.errors import SelfSpecError
-from trainer.config import QUANTIZATIONS, TrainConfig
+from trainer.config import TrainConfig
 from trainer.data import load_sft_records
 
 if TYPE_CHECKING:
@@ -46,32 +51,28 @@ def _progress() -> Progress:
     )
 
 
-def train_command(
-    dataset: Annotated[Path, typer.Option(help="SFT dataset JSONL (selfspec SFTRecord lines).")],
-    base: Annotated[str, typer.Option(help="Base model: HF dir or a served name such as 'smollm2-135m'.")],
-    out: Annotated[Path, typer.Option(help="Adapter dir to write (its name is the adapter name).")],
-    quantization: Annotated[str, typer.Option(help="auto (NF4 on CUDA, LoRA on CPU) | nf4 | none.")] = "auto",
-    epochs: Annotated[float, typer.Option(help="Training epochs (ignored when --max-steps > 0).")] = 3.0,
-    max_steps: Annotated[int, typer.Option(help="Optimizer steps; -1 derives them from epochs.")] = -1,
-    round: Annotated[int, typer.Option(help="Self-specialization round of this adapter.")] = 1,
-    name: Annotated[str | None, typer.Option(help="Adapter name (default: the --out dir name).")] = None,
-    micro_batch: Annotated[int, typer.Option(help="Examples per forward/backward pass.")] = 4,
-    effective_batch: Annotated[int, typer.Option(help="Examples per optimizer step.")] = 32,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-4,
-    max_length: Annotated[int, typer.Option(help="Max tokens per example.")] = 512,
-    init_adapter: Annotated[Path | None, typer.Option(help="Continue from this adapter's weights.")] = None,
-) -> None:
+def _options() -> list[inspect.Parameter]:
+    """One `selfspec train` option per `TrainConfig` field: its type, default and help, its aliases as the
+    flag (`--base` for base_model) plus the field's own name; booleans get an `--x/--no-x` pair."""
+    hints = get_type_hints(TrainConfig)
+    options = []
+    for f in dataclasses.fields(TrainConfig):
+        flags = [*f.metadata.get("aliases", []), "--" + f.name.replace("_", "-")]
+        hint = hints[f.name]
+        if hint in (bool, bool | None):
+            flags = [f"{flag}/--no-{flag.removeprefix('--')}" for flag in flags]
+        option = typer.Option(*flags, help=f.metadata.get("help", ""))
+        default = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+        options.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                         annotation=Annotated[hint, option]))
+    return options
+
+
+def train_command(**fields: Any) -> None:
     """Fine-tune a LoRA (CPU) / NF4 QLoRA (CUDA) adapter on an SFT dataset; resumable and idempotent."""
     console = Console(stderr=True)
-    if quantization not in QUANTIZATIONS:
-        raise typer.BadParameter(f"must be one of {', '.join(QUANTIZATIONS)}", param_hint="--quantization")
     try:
-        config = TrainConfig(
-            base_model=base, dataset=dataset, output_dir=out, adapter_name=name, round=round,
-            quantization=quantization,  # type: ignore[arg-type]
-            epochs=epochs, max_steps=max_steps, micro_batch=micro_batch, effective_batch=effective_batch,
-            lr=lr, max_length=max_length, init_adapter=init_adapter,
-        )
+        config = TrainConfig(**fields)
         load_sft_records(config.dataset)  # fail fast on a bad line, before the slow torch import
         from trainer.train import train
 
@@ -83,3 +84,6 @@ def train_command(
     loss = f"{ref.final_loss:.4f}" if ref.final_loss is not None else "-"
     console.print(f"adapter [bold]{ref.name}[/bold] at {ref.path}: {ref.steps} steps, final loss {loss}, "
                   f"{ref.wall_s:.0f}s, quantization {ref.quantization}")
+
+
+train_command.__signature__ = inspect.Signature(_options())  # type: ignore[attr-defined]  # read by typer

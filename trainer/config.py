@@ -10,36 +10,52 @@ with packing a "batch" counts packed rows of `max_length` tokens, not examples: 
 (effective batch 32 examples, 3 epochs, lr 3e-4) would silently turn into far fewer, much larger steps.
 Alpaca-style records of this project are short (~100-250 tokens), so padding waste with micro batch 4 is
 small anyway. Turn it on for throughput on GPU when you retune batch size and learning rate.
+
+The knobs shared with the run config's `[training]` section (`SECTION_KNOBS`) take their default and help
+from `TrainingSection`, and a job's values are checked against its bounds: the section is their one
+definition. The flags of `python -m trainer.train` (HfArgumentParser) and of `selfspec train`
+(trainer/commands.py), and the trainer service's request model (`field_help`), are generated from these
+fields. A field's metadata holds only argparse keywords (`help`, `aliases`), since HfArgumentParser passes
+it to `add_argument`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_type_hints
+
+from pydantic import ValidationError
 
 from selfspec.adapters import validate_adapter_name
 from selfspec.errors import ConfigError
-from selfspec.settings import REPO_ROOT
+from selfspec.settings import TRAINING_RUN_ONLY, Quantization, TrainingSection
 
 if TYPE_CHECKING:
     from peft import LoraConfig
     from transformers import BitsAndBytesConfig
     from trl import SFTConfig
 
-Quantization = Literal["auto", "nf4", "none"]
-QUANTIZATIONS: tuple[str, ...] = ("auto", "nf4", "none")
+QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 
 MANIFEST_NAME = "selfspec-adapter.json"
 
+# The `[training]` keys that are also TrainConfig fields (all but the orchestrator's own).
+SECTION_KNOBS: tuple[str, ...] = tuple(name for name in TrainingSection.model_fields if name not in TRAINING_RUN_ONLY)
 
-def default_cache_dir() -> Path:
-    """Where named models are provisioned: `$SELFSPEC_CACHE_DIR`, else `<repo>/.cache/selfspec`."""
-    env = os.environ.get("SELFSPEC_CACHE_DIR")
-    return Path(env) if env else REPO_ROOT / ".cache" / "selfspec"
+# Fields naming a place on the machine that runs the trainer: the job API takes only null for them (a
+# trainer service uses its own), so a request cannot point the trainer at a directory outside its dirs.
+LOCAL_ONLY: frozenset[str] = frozenset({"cache_dir"})
+
+
+def _knob(name: str) -> Any:
+    """The field of a `[training]` knob: its default and help are `TrainingSection`'s."""
+    if name not in SECTION_KNOBS:
+        raise ValueError(f"{name!r} is not a [training] knob")
+    info = TrainingSection.model_fields[name]
+    return field(default=info.default, metadata={"help": info.description or ""})
 
 
 def cuda_available() -> bool:
@@ -52,11 +68,14 @@ def cuda_available() -> bool:
 class TrainConfig:
     """One LoRA/QLoRA SFT job: data, base model, output adapter, LoRA and optimisation knobs."""
 
-    base_model: str = field(metadata={"help": "HF model dir, or a served model name such as 'smollm2-135m'."})
+    base_model: str = field(metadata={"help": "HF model dir, or a served model name such as 'smollm2-135m'.",
+                                      "aliases": ["--base"]})
     dataset: Path = field(metadata={"help": "SFT dataset JSONL (one selfspec SFTRecord per line)."})
-    output_dir: Path = field(metadata={"help": "Final PEFT adapter dir; written atomically at the end."})
+    output_dir: Path = field(metadata={"help": "Final PEFT adapter dir; written atomically at the end.",
+                                       "aliases": ["--out"]})
     adapter_name: str | None = field(
-        default=None, metadata={"help": "Adapter name (no path separators); defaults to output_dir's name."}
+        default=None, metadata={"help": "Adapter name (no path separators); defaults to output_dir's name.",
+                                "aliases": ["--name"]}
     )
     round: int = field(default=1, metadata={"help": "Self-specialization round this adapter belongs to."})
     run_id: str = field(default="", metadata={"help": "Pipeline run id, kept in the adapter manifest."})
@@ -65,26 +84,21 @@ class TrainConfig:
         metadata={"help": "Start from this adapter's weights (round 2, init_from=r1); its r/alpha/targets apply."},
     )
     # LoRA
-    r: int = field(default=8, metadata={"help": "LoRA rank."})
-    alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
-    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    r: int = _knob("r")
+    alpha: int = _knob("alpha")
+    dropout: float = _knob("dropout")
     target_modules: str = field(
         default="all-linear",
         metadata={"help": "'all-linear' or a comma-separated list of module names (e.g. 'q_proj,v_proj')."},
     )
     # Optimisation
-    lr: float = field(default=3e-4, metadata={"help": "Peak learning rate (AdamW)."})
-    epochs: float = field(default=3.0, metadata={"help": "Training epochs (ignored when max_steps > 0)."})
-    effective_batch: int = field(
-        default=32, metadata={"help": "Examples per optimizer step = micro_batch x gradient accumulation."}
-    )
-    micro_batch: int = field(default=4, metadata={"help": "Examples per forward/backward pass."})
-    max_length: int = field(default=512, metadata={"help": "Max tokens per example (prompt + response)."})
-    quantization: Quantization = field(
-        default="auto",
-        metadata={"help": "auto = NF4 QLoRA on CUDA, plain LoRA on CPU; nf4 = force QLoRA; none = plain LoRA."},
-    )
-    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; -1 derives them from epochs."})
+    lr: float = _knob("lr")
+    epochs: float = _knob("epochs")
+    effective_batch: int = _knob("effective_batch")
+    micro_batch: int = _knob("micro_batch")
+    max_length: int = _knob("max_length")
+    quantization: Quantization = _knob("quantization")
+    max_steps: int = _knob("max_steps")
     seed: int = field(default=0, metadata={"help": "Random seed (LoRA init, shuffling)."})
     packing: bool = field(
         default=False,
@@ -108,18 +122,28 @@ class TrainConfig:
     overwrite: bool = field(
         default=False, metadata={"help": "Replace an existing adapter trained on a different dataset."}
     )
+    cache_dir: Path | None = field(
+        default=None,
+        metadata={"help": "Where named models are provisioned (a run's storage.cache_dir); default: "
+                          "$SELFSPEC_CACHE_DIR, else <repo>/.cache/selfspec. Not settable through the trainer service."},
+    )
 
     def __post_init__(self) -> None:
         self.dataset = Path(self.dataset)
         self.output_dir = Path(self.output_dir)
-        if self.checkpoint_dir is not None:
-            self.checkpoint_dir = Path(self.checkpoint_dir)
-        if self.init_adapter is not None:
-            self.init_adapter = Path(self.init_adapter)
+        for name in ("checkpoint_dir", "init_adapter", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, Path(value))
         problems = _problems(self)
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
         validate_adapter_name(self.name)
+
+    @classmethod
+    def from_section(cls, section: TrainingSection, **job: Any) -> TrainConfig:
+        """A job with every `[training]` knob taken from `section`; `job` gives the other fields."""
+        return cls(**{name: getattr(section, name) for name in SECTION_KNOBS}, **job)
 
     # ---- derived values ----
 
@@ -245,12 +269,14 @@ class TrainConfig:
 
 
 def field_help() -> dict[str, tuple[Any, Any, str]]:
-    """(type, default, help) per field: lets the HTTP layer build its request model from the dataclass."""
+    """(type, default, help) per field: lets the HTTP layer build its request model from the dataclass.
+    `LOCAL_ONLY` fields are typed `None` there: a request may leave them out or send null, nothing else."""
     hints = get_type_hints(TrainConfig)
     out: dict[str, tuple[Any, Any, str]] = {}
     for f in dataclasses.fields(TrainConfig):
         default = ... if f.default is dataclasses.MISSING else f.default
-        out[f.name] = (hints[f.name], default, f.metadata.get("help", ""))
+        hint = None if f.name in LOCAL_ONLY else hints[f.name]
+        out[f.name] = (hint, default, f.metadata.get("help", ""))
     return out
 
 
@@ -260,27 +286,26 @@ def _target_modules(spec: str) -> str | list[str]:
     return [part.strip() for part in spec.split(",") if part.strip()]
 
 
+def _section_problems(config: TrainConfig) -> list[str]:
+    """The `[training]` knobs checked by `TrainingSection` itself (types strictly, bounds, combinations)."""
+    try:
+        TrainingSection.model_validate({name: getattr(config, name) for name in SECTION_KNOBS}, strict=True)
+    except ValidationError as err:
+        problems = []
+        for item in err.errors():
+            where = ".".join(str(part) for part in item["loc"])
+            message = str(item["ctx"]["error"]) if item["type"] == "value_error" else item["msg"]
+            problems.append(f"{where}: {message} (got {item['input']!r})" if where else message)
+        return problems
+    return []
+
+
 def _problems(config: TrainConfig) -> list[str]:
-    problems = []
-    positive = ("r", "alpha", "effective_batch", "micro_batch", "max_length", "logging_steps", "save_steps")
-    for name in positive:
+    problems = _section_problems(config)
+    for name in ("logging_steps", "save_steps"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             problems.append(f"{name} must be a positive integer (got {value!r})")
-    if not problems and config.effective_batch % config.micro_batch:
-        problems.append(
-            f"effective_batch ({config.effective_batch}) must be a multiple of micro_batch ({config.micro_batch})"
-        )
-    if not 0.0 <= config.dropout < 1.0:
-        problems.append(f"dropout must be in [0, 1) (got {config.dropout!r})")
-    if not config.lr > 0:
-        problems.append(f"lr must be > 0 (got {config.lr!r})")
-    if config.max_steps == 0 or config.max_steps < -1:
-        problems.append(f"max_steps must be -1 or positive (got {config.max_steps!r})")
-    if config.max_steps == -1 and not config.epochs > 0:
-        problems.append(f"epochs must be > 0 when max_steps is -1 (got {config.epochs!r})")
-    if config.quantization not in QUANTIZATIONS:
-        problems.append(f"quantization must be one of {', '.join(QUANTIZATIONS)} (got {config.quantization!r})")
     if config.cpu_threads is not None and config.cpu_threads < 1:
         problems.append(f"cpu_threads must be >= 1 (got {config.cpu_threads!r})")
     if config.save_total_limit < 1:

@@ -47,9 +47,10 @@ from selfspec.errors import AdapterNotFound, SelfSpecError
 from selfspec.files import write_text_atomic
 from selfspec.models import resolve_model_path
 from selfspec.processes import exit_with_parent
+from selfspec.settings import resolve_cache_dir
 from selfspec.types import AdapterRef, SFTRecord
 from trainer.artifacts import WorkState, existing_adapter, publish_adapter, remove_work_dir, training_lock
-from trainer.config import TrainConfig, cuda_available, default_cache_dir
+from trainer.config import TrainConfig, cuda_available
 from trainer.data import build_dataset, dataset_sha256, load_sft_records
 from trainer.progress import ProgressTracker, TrainProgress, write_progress_file
 from trainer.protocol import JobResult
@@ -234,7 +235,7 @@ def _train(config: TrainConfig, *, records: list[SFTRecord], sha: str, started: 
              "CUDA: NF4 QLoRA" if quantization == "nf4" and cuda else
              "CPU: NF4 via the bitsandbytes CPU backend" if quantization == "nf4" else
              "plain LoRA on CUDA" if cuda else "CPU: plain LoRA, fp32")
-    base_path = resolve_model_path(config.base_model, default_cache_dir())
+    base_path = resolve_model_path(config.base_model, resolve_cache_dir(config.cache_dir))
 
     from transformers import AutoTokenizer
 

@@ -6,9 +6,9 @@ import re
 from typing import Protocol
 
 from selfspec.errors import SelfSpecError
+from selfspec.settings import INDEX_NAME_PATTERN
 from selfspec.types import Document, RetrievedDoc
 
-INDEX_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _INDEX_NAME = re.compile(INDEX_NAME_PATTERN)
 
 
