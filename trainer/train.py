@@ -288,7 +288,7 @@ def _train(config: TrainConfig, *, records: list[SFTRecord], sha: str, started: 
 def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     from transformers import HfArgumentParser
 
-    extra = argparse.ArgumentParser(add_help=False)
+    extra = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # else `--r 8` is `--result-file 8`
     extra.add_argument("--config-json", type=Path, help="TrainConfig as a JSON file (replaces the flags)")
     extra.add_argument("--progress-file", type=Path, help="write TrainProgress JSON here after every step")
     extra.add_argument("--result-file", type=Path, help="write the JobResult JSON here when done")

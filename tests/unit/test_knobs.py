@@ -270,3 +270,12 @@ def test_knobs_index_name_pattern_is_shared(name: str) -> None:
     except ValueError:
         run_ok = False
     assert service_ok == run_ok
+
+
+def test_knobs_train_script_flags_are_the_fields_and_their_aliases(tmp_path: Path) -> None:
+    from trainer.train import _parse
+
+    config, known = _parse(["--base", "m", "--dataset", "d.jsonl", "--out", str(tmp_path / "x"), "--r", "16",
+                            "--cache-dir", str(tmp_path / "cache")])
+    assert (config.base_model, config.output_dir, config.r) == ("m", tmp_path / "x", 16)
+    assert config.cache_dir == tmp_path / "cache" and known.result_file is None  # `--r` is no abbreviation
