@@ -5,10 +5,10 @@
     ├── InputFileError         bad seeds / corpus / dataset line (names file:line)
     ├── ModelProvisionError    the tiny model could not be fetched or converted
     ├── BackendError           a service call failed
-    │   ├── BackendUnavailable connection refused / reset, 502-504
-    │   ├── BackendTimeout     the call exceeded its timeout
-    │   └── BackendResponseError(status, body)  any other non-2xx answer
-    │       └── BackendOverloaded               429 / 503 (retryable)
+    │   ├── BackendUnavailable no HTTP answer: connection refused / reset
+    │   ├── BackendTimeout     no HTTP answer within the call's timeout
+    │   └── BackendResponseError(status, body)  an error answer (4xx), not retried
+    │       └── BackendOverloaded               429 and every 5xx: may succeed later (retried)
     ├── AdapterError
     │   ├── AdapterNotFound    vLLM 404: unknown adapter / no adapter at path
     │   ├── AdapterConflict    vLLM 400: name already loaded
@@ -17,6 +17,9 @@
     ├── ParseError             model output unusable
     ├── RunNotFound
     └── StageError(stage, item_id)  raised `from` the underlying error
+
+`RETRYABLE` is what every service client retries (`selfspec.clients.base`, where the status mapping
+says why) and what a caller outliving those retries may wait out.
 """
 
 from __future__ import annotations
@@ -112,3 +115,7 @@ class StageError(SelfSpecError):
     def __init__(self, stage: str, item_id: str, message: str) -> None:
         self.stage, self.item_id = stage, item_id
         super().__init__(f"stage {stage!r}, item {item_id!r}: {message}")
+
+
+# The service was not reached, did not answer in time, or answered "not now" (429 / 5xx).
+RETRYABLE: tuple[type[BackendError], ...] = (BackendUnavailable, BackendTimeout, BackendOverloaded)

@@ -6,25 +6,20 @@ Submitting is safe to retry: the service returns the active job for an output di
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from selfspec.clients.openai_compat import error_for_status, translate_error
-from selfspec.errors import BackendOverloaded, BackendTimeout, BackendUnavailable
+from selfspec.clients.base import ServiceClient
+from selfspec.errors import SelfSpecError
 from selfspec.types import AdapterRef
+from selfspec.urls import redact_url
 from trainer.config import TrainConfig
 from trainer.jobs import JobNotFound, wait_for_job
 from trainer.protocol import JobCreated, JobStatus
 
-log = logging.getLogger(__name__)
 
-RETRYABLE = (BackendUnavailable, BackendTimeout, BackendOverloaded)
+class HttpTrainerClient(ServiceClient):
+    service = "trainer"
 
-
-class HttpTrainerClient:
     def __init__(
         self,
         base_url: str,
@@ -33,51 +28,20 @@ class HttpTrainerClient:
         connect_timeout_s: float = 5.0,
         retries: int = 3,
         backoff_s: float = 0.5,
+        in_flight: int = 4,
         api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            headers=headers, transport=transport,
-        )
-        self._retries, self._backoff = retries, backoff_s
+        super().__init__(base_url, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s), in_flight=in_flight,
+                         retries=retries, backoff_s=backoff_s, api_key=api_key, transport=transport)
 
-    async def __aenter__(self) -> HttpTrainerClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _send(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        try:
-            response = await self._client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise translate_error(exc, self.base_url) from exc
+    def _error_for(self, response: httpx.Response, *, path: str, backend: str) -> SelfSpecError:
         if response.status_code == 404 and path.startswith("/jobs/"):
-            raise JobNotFound(f"no training job {path.removeprefix('/jobs/')!r} at {self.base_url}")
-        if response.status_code >= 400:
-            raise error_for_status(response, self.base_url)
-        return response
-
-    async def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(RETRYABLE),
-            stop=stop_after_attempt(self._retries + 1),
-            wait=wait_exponential_jitter(initial=self._backoff, max=max(self._backoff * 16, 0.01)),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await self._send(method, path, body)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return JobNotFound(f"no training job {path.removeprefix('/jobs/')!r} at {redact_url(backend)}")
+        return super()._error_for(response, path=path, backend=backend)
 
     async def submit(self, config: TrainConfig) -> str:
-        response = await self._request("POST", "/jobs", config.to_dict())
+        response = await self._request("POST", "/jobs", json=config.to_dict())
         return JobCreated.model_validate(response.json()).id
 
     async def status(self, job_id: str) -> JobStatus:
@@ -86,10 +50,3 @@ class HttpTrainerClient:
 
     async def wait(self, job_id: str, poll_s: float = 5.0, *, timeout_s: float | None = None) -> AdapterRef:
         return await wait_for_job(self, job_id, poll_s=poll_s, timeout_s=timeout_s)
-
-    async def health(self) -> bool:
-        try:
-            response = await self._client.get("/health", timeout=5.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200

@@ -125,17 +125,17 @@ async def test_orchestrator_clients_send_the_service_tokens(monkeypatch: pytest.
     async with AsyncExitStack() as stack:
         retriever = await connect_retriever(config, stack)
         assert isinstance(retriever, HttpRetriever)
-        assert retriever._client.headers["authorization"] == "Bearer svc"
+        assert retriever._endpoints[0].client.headers["authorization"] == "Bearer svc"
     trainer = LocalAdapterTrainer(config)
-    assert trainer.runner._client.headers["authorization"] == "Bearer svc"  # type: ignore[attr-defined]
+    assert trainer.runner._endpoints[0].client.headers["authorization"] == "Bearer svc"  # type: ignore[attr-defined]
     await trainer.runner.aclose()  # type: ignore[attr-defined]
     generator = generator_client(config, ["http://gen"])
-    assert generator._replicas[0].client.headers["authorization"] == "Bearer svc"
+    assert generator._endpoints[0].client.headers["authorization"] == "Bearer svc"
     await generator.aclose()
     monkeypatch.setenv("SELFSPEC_GENERATOR_API_KEY", "gen")  # a generator with a key of its own
     assert ServiceTokens().generator == "gen" and ServiceTokens().service == "svc"
     generator = generator_client(config, ["http://gen"])
-    assert generator._replicas[0].client.headers["authorization"] == "Bearer gen"
+    assert generator._endpoints[0].client.headers["authorization"] == "Bearer gen"
     await generator.aclose()
 
 
