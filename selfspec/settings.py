@@ -243,7 +243,7 @@ class ServicesSection(_Section):
     allowed_dense_models: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="retrieval.dense_model values a run request may name besides the packaged model and the "
                         "server's own (local sentence-transformers dirs)")
-    allowed_retrieval_methods: Annotated[tuple[Literal["bm25", "dense", "hybrid"], ...], NoDecode] = Field(
+    allowed_retrieval_methods: Annotated[tuple[RetrievalMethod, ...], NoDecode] = Field(
         (), description="retrieval.method values a run request may name besides the server's own (dense and "
                         "hybrid build a dense index of the corpus on first use)")
 
