@@ -21,13 +21,7 @@ from orchestrator.pipeline import gates, grounding, instructions, judging
 from orchestrator.pipeline.filtering import Candidate, InstructionFilter
 from orchestrator.store import RunStore
 from selfspec.clients.protocols import Generator, Retriever
-from selfspec.errors import (
-    BackendOverloaded,
-    BackendResponseError,
-    BackendTimeout,
-    BackendUnavailable,
-    StageError,
-)
+from selfspec.errors import RETRYABLE, BackendOverloaded, BackendResponseError, StageError
 from selfspec.prompts import template_hash
 from selfspec.settings import RunConfig
 from selfspec.types import DocRef, Instruction, RetrievedDoc, Sample, SamplingParams, SeedTask
@@ -35,7 +29,6 @@ from selfspec.types import DocRef, Instruction, RetrievedDoc, Sample, SamplingPa
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-TRANSIENT = (BackendUnavailable, BackendTimeout, BackendOverloaded)
 MAX_PROMPTS_PER_TARGET = 40  # give up if instruction generation yields almost nothing usable
 NEW_TASKS_PER_PROMPT = 5  # the completion is stopped after this many new list items
 # Before a round has evidence of its own, assume one usable instruction per prompt (the demo's Gemma round 1
@@ -153,7 +146,7 @@ class RoundRunner:
         while True:
             try:
                 result = await fn()
-            except TRANSIENT as err:
+            except RETRYABLE as err:
                 await self.circuit.record_failure(err)
                 continue
             self.circuit.record_success()
@@ -341,7 +334,7 @@ class RoundRunner:
             return await judging.judge_sample(
                 self.judge, config=self.config.gates, domain=self.config.run.domain, instruction=item.text,
                 input_text=item.input, response=response)
-        except TRANSIENT as err:
+        except RETRYABLE as err:
             raise StageError("judge", item.id, f"judge endpoint unavailable: {err}") from err
 
     # ---- the round ----
