@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
 from orchestrator.app.queries import as_utc  # noqa: E402
 from orchestrator.store import RunStore  # noqa: E402
 from selfspec.clients.pool import pooled_transport  # noqa: E402
-from services.generator.launcher import ManagedServer, free_port  # noqa: E402
+from selfspec.processes import ManagedServer, free_port  # noqa: E402
 from tests.integration.test_api_support import api_server, config_data, config_toml  # noqa: E402
 
 console = Console()

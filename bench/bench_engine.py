@@ -36,9 +36,10 @@ from orchestrator.pipeline.filtering import Candidate, InstructionFilter  # noqa
 from orchestrator.runner import RoundRunner, RoundSpec  # noqa: E402
 from orchestrator.store import RunStore  # noqa: E402
 from selfspec.clients.openai_compat import OpenAICompatGenerator  # noqa: E402
+from selfspec.processes import ManagedServer, child_env, free_port  # noqa: E402
 from selfspec.seeds import load_seeds  # noqa: E402
 from selfspec.settings import FiltersSection, RunConfig, load_config  # noqa: E402
-from services.generator.launcher import ManagedServer, child_env, embedded_generator_command, free_port  # noqa: E402
+from services.generator.launcher import embedded_generator_command  # noqa: E402
 
 SEEDS = load_seeds(REPO / "seeds/biomedical.jsonl")
 

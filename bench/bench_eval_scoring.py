@@ -23,7 +23,8 @@ from evaluation.prompting import build_prompt
 from evaluation.runner import TARGET_DELIMITER, evaluate, load_tasks
 from selfspec.clients.openai_compat import OpenAICompatGenerator
 from selfspec.models import DEFAULT_MODEL, pull_model
-from services.generator.launcher import ManagedServer, child_env, embedded_generator_command, free_port
+from selfspec.processes import ManagedServer, child_env, free_port
+from services.generator.launcher import embedded_generator_command
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = [REPO / "evaluation/tasks/biomedical" / f"{name}.jsonl"

@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from selfspec.models import pull_tiny_model  # noqa: E402
-from services.generator.launcher import ManagedServer, child_env, embedded_generator_command, free_port  # noqa: E402
+from selfspec.processes import ManagedServer, child_env, free_port  # noqa: E402
+from services.generator.launcher import embedded_generator_command  # noqa: E402
 
 PROMPTS = [f"Question {i}: explain in two sentences what the {topic} does in the human body.\nAnswer:"
            for i, topic in enumerate(["liver", "kidney", "heart", "lung", "pancreas", "spleen", "thyroid", "skin"] * 8)]

@@ -35,8 +35,9 @@ from evaluation.schema import find_task_files  # noqa: E402
 from orchestrator.driver import hot_load  # noqa: E402
 from orchestrator.store import RunStore  # noqa: E402
 from selfspec.clients.openai_compat import OpenAICompatGenerator  # noqa: E402
+from selfspec.processes import ManagedServer, child_env, free_port  # noqa: E402
 from selfspec.types import AdapterRef, EvalResult  # noqa: E402
-from services.generator.launcher import ManagedServer, child_env, embedded_generator_command, free_port  # noqa: E402
+from services.generator.launcher import embedded_generator_command  # noqa: E402
 
 # (converter kind, source under the reference dir, task name, entity types)
 REFERENCE_TASKS = (

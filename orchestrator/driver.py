@@ -136,25 +136,23 @@ class RunDriver:
 
     def _completed_source(self, source: str) -> str:
         """A run whose round 1 this run shares must exist and have finished that round."""
-        run = self.store.get_run(source)
-        if run["phase"] in ("created", "round1:synthesis"):
+        if self.store.get_run(source).phase in ("created", "round1:synthesis"):
             done = self.store.sample_counts(source, 1).get("ok", 0)
             raise ConfigError(f"[run] shares round 1 of {source!r}, which has not finished it ({done} samples)")
         return source
 
     def _shared_round1(self, source: str, summary: RunSummary) -> AdapterRef:
         self._completed_source(source)
-        rows = [a for a in self.store.list_adapters() if a["run_id"] == source and a["round"] == 1]
+        rows = [a for a in self.store.list_adapters(run_id=source) if a.round == 1]
         if not rows:
             raise ConfigError(f"[run.round1_from] run {source!r} has no round-1 adapter")
-        adapter = _adapter_ref(rows[0])
+        adapter = rows[0].ref()
         summary.adapters[1] = adapter
         return adapter
 
     async def execute(self, run_id: str) -> RunSummary:
         summary = RunSummary(run_id)
-        run = self.store.get_run(run_id)
-        if run["status"] == "completed":
+        if self.store.get_run(run_id).status == "completed":
             log.info("run %s already completed", run_id)
         try:
             await self._execute(run_id, summary)
@@ -266,10 +264,9 @@ class RunDriver:
         """Every round of a finished run exported again as reviewed, cards included (a review approved after
         the run ended); its adapters, already trained, stay as they are."""
         base, r2 = self.config.generation.model, self.config.rounds.round2
-        rows = self.store.list_adapters()
         source = self.config.run.round1_from  # a run whose round-1 adapter this one continues from
-        adapters = {a["round"]: _adapter_ref(a) for a in rows
-                    if a["run_id"] == run_id or (source and a["run_id"] == source and a["round"] == 1)}
+        adapters = {a.round: a.ref() for a in self.store.list_adapters()
+                    if a.run_id == run_id or (source and a.run_id == source and a.round == 1)}
         written = []
         for rnd in sample_rounds(self.store, run_id):
             previous = adapters.get(rnd - 1) if rnd > 1 else None
@@ -303,11 +300,6 @@ class RunDriver:
         self.store.add_event(run_id, "decontamination", {"round": rnd, "dropped": dropped,
                                                          "protected": self._screen.protected})
         return write_training_set(records, sft_path.with_name("train.jsonl"))
-
-
-def _adapter_ref(row: dict[str, Any]) -> AdapterRef:
-    return AdapterRef.model_validate({**row["manifest"], "name": row["name"], "path": row["path"],
-                                      "round": row["round"]})
 
 
 async def hot_load(generator: ServingGenerator, adapter: AdapterRef) -> None:

@@ -124,7 +124,8 @@ async def start_generator(config: RunConfig, stack: AsyncExitStack) -> list[str]
     import asyncio
 
     from selfspec.models import resolve_model_path
-    from services.generator.launcher import ManagedServer, child_env, embedded_generator_command, free_port
+    from selfspec.processes import ManagedServer, child_env, free_port
+    from services.generator.launcher import embedded_generator_command
 
     # Provision first, here, so a missing model fails with its own clear error, not a startup timeout.
     await asyncio.to_thread(resolve_model_path, config.generation.model, config.cache_dir)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
     JSON,
     Column,
@@ -36,7 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
 from selfspec.errors import RunNotFound, SelfSpecError
-from selfspec.types import DocRef, Instruction, Sample
+from selfspec.types import AdapterRef, DocRef, Instruction, Sample
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,47 @@ class RunIdConflict(SelfSpecError):
     """A new run's id is already taken."""
 
 
+class _Record(BaseModel):
+    """A row of the store as read back (datetimes as the database hands them: SQLite's are naive UTC)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class RunRecord(_Record):
+    id: str
+    name: str
+    config: dict[str, Any]  # the run's config as submitted (`RunConfig.model_dump(mode="json")`)
+    status: str  # pending|running|paused|awaiting_review|completed|failed|cancelled
+    phase: str
+    round: int
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class AdapterRecord(_Record):
+    name: str
+    run_id: str
+    round: int
+    path: str
+    manifest: dict[str, Any]  # the trainer's `AdapterRef`, as JSON
+    created_at: datetime
+
+    def ref(self) -> AdapterRef:
+        return AdapterRef.model_validate({**self.manifest, "name": self.name, "path": self.path, "round": self.round})
+
+
+class EvaluationRecord(_Record):
+    id: str
+    run_id: str | None
+    status: str  # pending|running|completed|failed
+    request: dict[str, Any]  # the EvaluationRequest, as JSON
+    results: list[dict[str, Any]]  # EvalResult.model_dump(mode="json") each
+    report_path: str
+    error: str
+    created_at: datetime
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -238,15 +280,15 @@ class RunStore:
             conn.execute(idempotency_keys.insert().values(key=key, run_id=run_id, request_sha256=request_sha256,
                                                           created_at=_now()))
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str) -> RunRecord:
         with self.engine.connect() as conn:
             row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
         if row is None:
             raise RunNotFound(f"run {run_id!r} not found")
-        return dict(row)
+        return RunRecord.model_validate(dict(row))
 
     def list_runs(self, *, status: str | None = None, limit: int | None = None,
-                  offset: int = 0) -> list[dict[str, Any]]:
+                  offset: int = 0) -> list[RunRecord]:
         """Newest first; `limit`/`offset` select a page (all runs without a limit)."""
         query = select(runs).order_by(runs.c.created_at.desc(), runs.c.id)
         if status:
@@ -254,7 +296,7 @@ class RunStore:
         if limit is not None:
             query = query.limit(limit).offset(offset)
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return [RunRecord.model_validate(dict(r)) for r in conn.execute(query).mappings()]
 
     def set_status(self, run_id: str, status: str, *, phase: str | None = None, round: int | None = None,
                    reason: str = "") -> None:
@@ -388,6 +430,23 @@ class RunStore:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query.order_by(samples.c.seq).limit(limit)).mappings()]
 
+    def get_sample(self, run_id: str, sample_id: str) -> dict[str, Any]:
+        """One sample's row (as `samples_page` gives it); `RunNotFound` when the run has no such sample."""
+        query = select(samples).where(samples.c.run_id == run_id, samples.c.id == sample_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise RunNotFound(f"sample {sample_id!r} not found in run {run_id!r}")
+        return dict(row)
+
+    def samples_since(self, run_id: str, round: int, since: datetime) -> tuple[int, datetime | None]:
+        """How many samples of the round were committed after `since`, and when the first of them was."""
+        query = (select(func.count(), func.min(samples.c.created_at))
+                 .where(samples.c.run_id == run_id, samples.c.round == round, samples.c.created_at > since))
+        with self.engine.connect() as conn:
+            count, first = conn.execute(query).one()
+        return int(count), first
+
     def iter_samples(self, run_id: str, round: int, *, status: str = "ok") -> Iterator[Sample]:
         after = 0
         while True:
@@ -428,14 +487,48 @@ class RunStore:
             ).on_conflict_do_nothing())
             self._event(conn, run_id, "adapter", {"name": name, "round": round, "path": path})
 
-    def get_adapter(self, name: str) -> dict[str, Any] | None:
+    def get_adapter(self, name: str) -> AdapterRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(adapters).where(adapters.c.name == name)).mappings().first()
-        return dict(row) if row else None
+        return AdapterRecord.model_validate(dict(row)) if row else None
 
-    def list_adapters(self) -> list[dict[str, Any]]:
+    def list_adapters(self, *, run_id: str | None = None) -> list[AdapterRecord]:
+        """Oldest first; with `run_id`, that run's adapters only."""
+        query = select(adapters).order_by(adapters.c.created_at)
+        if run_id is not None:
+            query = query.where(adapters.c.run_id == run_id)
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(adapters).order_by(adapters.c.created_at)).mappings()]
+            return [AdapterRecord.model_validate(dict(r)) for r in conn.execute(query).mappings()]
+
+    # ---- evaluations (requested over the API; orchestrator/app/evaluation_jobs.py runs them) ----
+
+    def create_evaluation(self, eval_id: str, *, run_id: str | None, request: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(evaluations.insert().values(
+                id=eval_id, run_id=run_id, status="pending", request=request, results=[], report_path="",
+                error="", created_at=_now()))
+
+    def get_evaluation(self, eval_id: str) -> EvaluationRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(evaluations).where(evaluations.c.id == eval_id)).mappings().first()
+        return EvaluationRecord.model_validate(dict(row)) if row else None
+
+    def list_evaluations(self, *, limit: int | None = None, offset: int = 0) -> list[EvaluationRecord]:
+        """Newest first; `limit`/`offset` select a page."""
+        query = select(evaluations).order_by(evaluations.c.created_at.desc(), evaluations.c.id)
+        if limit is not None:
+            query = query.limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            return [EvaluationRecord.model_validate(dict(r)) for r in conn.execute(query).mappings()]
+
+    def set_evaluation(self, eval_id: str, *, status: str, results: list[dict[str, Any]] | None = None,
+                       report_path: str | None = None, error: str | None = None) -> None:
+        values: dict[str, Any] = {"status": status}
+        for key, value in (("results", results), ("report_path", report_path), ("error", error)):
+            if value is not None:
+                values[key] = value
+        with self.engine.begin() as conn:
+            conn.execute(update(evaluations).where(evaluations.c.id == eval_id).values(**values))
 
     def stats(self, run_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:

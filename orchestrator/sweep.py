@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from orchestrator.driver import RunDriver, _adapter_ref, hot_load
+from orchestrator.driver import RunDriver, hot_load
 from orchestrator.services import LocalAdapterTrainer, Services, open_retriever, open_services
 from orchestrator.store import RunStore
 from selfspec.errors import ConfigError
@@ -211,10 +211,9 @@ def _with_sharing(sweep: Sweep, variant: Variant, state: SweepState) -> RunConfi
 
 
 def _run_adapters(store: RunStore, run_id: str, config: RunConfig) -> list[AdapterRef]:
-    own = [_adapter_ref(a) for a in store.list_adapters() if a["run_id"] == run_id]
+    own = [a.ref() for a in store.list_adapters(run_id=run_id)]
     if config.run.round1_from:
-        own = [_adapter_ref(a) for a in store.list_adapters()
-               if a["run_id"] == config.run.round1_from and a["round"] == 1] + own
+        own = [a.ref() for a in store.list_adapters(run_id=config.run.round1_from) if a.round == 1] + own
     return sorted(own, key=lambda a: a.round)
 
 
@@ -226,7 +225,7 @@ def _outcome(store: RunStore, variant: Variant, run_id: str, config: RunConfig) 
         variant=variant, run_id=run_id, adapters=adapters,
         samples=sum(r["samples"].get("ok", 0) for r in stats.values()),
         instruction_tokens=sum(r["instruction_tokens"] for r in stats.values()),
-        wall_s=(run["updated_at"] - run["created_at"]).total_seconds(),
+        wall_s=(run.updated_at - run.created_at).total_seconds(),
         training_s=sum(a.wall_s for a in adapters if a.run_id == run_id),
     )
 
@@ -248,7 +247,7 @@ async def _run_variant(variant: Variant, config: RunConfig, base: RunConfig, ser
             run_id = driver.create()
             state.record(variant.label, run_id)
         shared = f" (shares {variant.shares[0]} of {variant.shares[1]})" if variant.shares else ""
-        if store.get_run(run_id)["status"] == "completed":
+        if store.get_run(run_id).status == "completed":
             console.print(f"[dim]{variant.label}: run {run_id} already completed[/]")
             for adapter in _run_adapters(store, run_id, config):
                 await hot_load(services.generator, adapter)

@@ -1,4 +1,4 @@
-"""Evaluations requested over the API: kept in the store's `evaluations` table, run as background tasks.
+"""Evaluations requested over the API: kept in the store (its `evaluations` table), run as background tasks.
 
 Task names resolve under the shipped task dir (`evaluation/tasks`) or `<data_dir>/eval-tasks`, never
 to a path a request supplies. Output goes to `<data_dir>/evaluations/<id>`; `evaluate` appends
@@ -15,12 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
-
 from orchestrator.app.engine import Engine
 from orchestrator.app.errors import EvaluationNotFound, RequestFieldError
 from orchestrator.app.protocol import EvaluationRequest
-from orchestrator.store import RunStore, evaluations
+from orchestrator.store import EvaluationRecord, RunStore
 from selfspec.clients.protocols import Generator
 from selfspec.errors import SelfSpecError
 from selfspec.settings import REPO_ROOT, RunConfig
@@ -69,26 +67,11 @@ class EvaluationJobs:
     def out_dir(self, eval_id: str) -> Path:
         return self.config.data_dir / "evaluations" / eval_id
 
-    # ---- table access ----
-
-    def get(self, eval_id: str) -> dict[str, Any]:
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(evaluations).where(evaluations.c.id == eval_id)).mappings().first()
-        if row is None:
+    def get(self, eval_id: str) -> EvaluationRecord:
+        record = self.store.get_evaluation(eval_id)
+        if record is None:
             raise EvaluationNotFound(f"evaluation {eval_id!r} not found")
-        return dict(row)
-
-    def list(self, *, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        """Newest first; `limit`/`offset` select a page."""
-        with self.store.engine.connect() as conn:
-            query = select(evaluations).order_by(evaluations.c.created_at.desc(), evaluations.c.id)
-            if limit is not None:
-                query = query.limit(limit).offset(offset)
-            return [dict(r) for r in conn.execute(query).mappings()]
-
-    def _set(self, eval_id: str, **values: Any) -> None:
-        with self.store.engine.begin() as conn:
-            conn.execute(update(evaluations).where(evaluations.c.id == eval_id).values(**values))
+        return record
 
     # ---- lifecycle ----
 
@@ -106,10 +89,7 @@ class EvaluationJobs:
             self.store.get_run(request.run_id)  # 404 for an unknown run
         resolve_tasks(request.tasks, self.config)  # 422 before anything is written
         eval_id = f"eval-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex}"
-        with self.store.engine.begin() as conn:
-            conn.execute(evaluations.insert().values(
-                id=eval_id, run_id=request.run_id, status="pending", request=request.model_dump(mode="json"),
-                results=[], report_path="", error="", created_at=datetime.now(UTC)))
+        self.store.create_evaluation(eval_id, run_id=request.run_id, request=request.model_dump(mode="json"))
         self._start(eval_id, request)
         return eval_id
 
@@ -123,7 +103,7 @@ class EvaluationJobs:
         from evaluation.runner import evaluate
 
         out = self.out_dir(eval_id)
-        self._set(eval_id, status="running")
+        self.store.set_evaluation(eval_id, status="running")
         try:
             files = resolve_tasks(request.tasks, self.config)
             results = await evaluate(
@@ -135,20 +115,20 @@ class EvaluationJobs:
             report = await asyncio.to_thread(write_report, results, out)
         except (SelfSpecError, ValueError) as err:
             log.warning("evaluation %s failed: %s", eval_id, err)
-            self._set(eval_id, status="failed", error=str(err)[:2000])
+            self.store.set_evaluation(eval_id, status="failed", error=str(err)[:2000])
             return
         except Exception as err:  # a boundary that records: the job must not stay `running` forever
             log.exception("evaluation %s failed unexpectedly", eval_id)
-            self._set(eval_id, status="failed", error=f"internal error: {type(err).__name__}: {err}"[:2000])
+            self.store.set_evaluation(eval_id, status="failed", error=f"internal error: {type(err).__name__}: {err}"[:2000])
             return
-        self._set(eval_id, status="completed", results=[r.model_dump(mode="json") for r in results],
-                  report_path=str(report))
+        self.store.set_evaluation(eval_id, status="completed", results=[r.model_dump(mode="json") for r in results],
+                                  report_path=str(report))
 
     async def _resume_interrupted(self) -> None:
-        for row in self.list():
-            if row["status"] in ("pending", "running") and row["id"] not in self._tasks:
-                log.info("resuming evaluation %s", row["id"])
-                self._start(row["id"], EvaluationRequest.model_validate(row["request"]))
+        for record in self.store.list_evaluations():
+            if record.status in ("pending", "running") and record.id not in self._tasks:
+                log.info("resuming evaluation %s", record.id)
+                self._start(record.id, EvaluationRequest.model_validate(record.request))
 
     async def _aclose(self) -> None:
         tasks = list(self._tasks.values())

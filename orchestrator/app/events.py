@@ -109,7 +109,7 @@ async def run_events(store: RunStore, run_id: str, *, after: int, poll_s: float,
         if len(batch) == BATCH:
             continue
         if not batch and not is_active(run_id):
-            status = (await asyncio.to_thread(store.get_run, run_id))["status"]
+            status = (await asyncio.to_thread(store.get_run, run_id)).status
             if status in TERMINAL:
                 # The final status event commits with the status itself: one more look and we are done.
                 tail = await asyncio.to_thread(store.events_after, run_id, last, BATCH)

@@ -39,8 +39,8 @@ from orchestrator.review import approve_round, sample_rounds
 from orchestrator.services import LocalAdapterTrainer, Services
 from orchestrator.store import RunStore
 from selfspec.errors import SelfSpecError
+from selfspec.processes import child_env
 from selfspec.settings import RunConfig
-from services.generator.launcher import child_env
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,12 @@
-"""Read-side queries the API needs beyond `RunStore`'s methods (rate windows, one sample, progress).
-
-They read the store's own tables through its engine; nothing here writes.
-"""
+"""What the API shows of a run's progress, computed from the store's counts (rate window, ETA)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
-from orchestrator.store import RunStore, events, samples
-from selfspec.errors import RunNotFound
+from orchestrator.store import RunRecord, RunStore
 
 RATE_WINDOW_S = 60.0  # samples/s is measured over this trailing window
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -26,38 +20,20 @@ def as_utc(value: datetime) -> datetime:
 def sample_rate(store: RunStore, run_id: str, round: int, *, now: datetime | None = None) -> float | None:
     """Samples per second committed over the trailing window (None before two samples)."""
     now = now or datetime.now(UTC)
-    since = now - timedelta(seconds=RATE_WINDOW_S)
-    query = (select(func.count(), func.min(samples.c.created_at))
-             .where(samples.c.run_id == run_id, samples.c.round == round, samples.c.created_at > since))
-    with store.engine.connect() as conn:
-        count, first = conn.execute(query).one()
+    count, first = store.samples_since(run_id, round, now - timedelta(seconds=RATE_WINDOW_S))
     if count < 2 or first is None:
         return None
     elapsed = max((now - as_utc(first)).total_seconds(), 1.0)
     return float(count) / elapsed
 
 
-def get_sample(store: RunStore, run_id: str, sample_id: str) -> dict[str, Any]:
-    query = select(samples).where(samples.c.run_id == run_id, samples.c.id == sample_id)
-    with store.engine.connect() as conn:
-        row = conn.execute(query).mappings().first()
-    if row is None:
-        raise RunNotFound(f"sample {sample_id!r} not found in run {run_id!r}")
-    return dict(row)
-
-
-def event_count(store: RunStore, run_id: str) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).where(events.c.run_id == run_id)).scalar_one())
-
-
-def run_progress(store: RunStore, run: dict[str, Any], *, active: bool) -> dict[str, Any]:
+def run_progress(store: RunStore, run: RunRecord, *, active: bool) -> dict[str, Any]:
     """Counts per round and stage, filter reasons, queue depth, rate and ETA of the current round."""
-    config = run["config"] or {}
+    config = run.config or {}
     target = int(config.get("generation", {}).get("target_per_round", 0))
     later_target = int(config.get("rounds", {}).get("round2", {}).get("target", 0)) or target
     rounds_total = int(config.get("rounds", {}).get("count", 1))
-    stats = store.stats(run["id"])["rounds"]
+    stats = store.stats(run.id)["rounds"]
     rounds: dict[str, dict[str, Any]] = {}
     reasons: dict[str, int] = {}
     gate_reasons: dict[str, int] = {}
@@ -79,10 +55,10 @@ def run_progress(store: RunStore, run: dict[str, Any], *, active: bool) -> dict[
                 reasons[verdict] = reasons.get(verdict, 0) + n
         for gate, n in gates.items():
             gate_reasons[gate] = gate_reasons.get(gate, 0) + n
-    current = rounds.get(str(run["round"]), {})
-    rate = sample_rate(store, run["id"], run["round"]) if active else None
+    current = rounds.get(str(run.round), {})
+    rate = sample_rate(store, run.id, run.round) if active else None
     remaining = max(current.get("target", target) - current.get("samples_ok", 0), 0)
-    eta = remaining / rate if (rate and run["status"] == "running" and remaining) else None
+    eta = remaining / rate if (rate and run.status == "running" and remaining) else None
     return {
         "target_per_round": target, "rounds_total": rounds_total, "rounds": rounds,
         "filter_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),

@@ -57,7 +57,7 @@ def load_run_config(run_id: str, given: WorkerInput) -> RunConfig:
     """The run's stored config, under the API's current storage and services sections."""
     store = RunStore(given.database_url)
     try:
-        return resumed_run_config(store.get_run(run_id)["config"], given.server_sections)
+        return resumed_run_config(store.get_run(run_id).config, given.server_sections)
     finally:
         store.close()
 

@@ -35,16 +35,16 @@ def test_demo_runs_one_round_on_the_real_tiny_model(tmp_path: Path, tiny_model_d
 
     store = RunStore(f"sqlite:///{tmp_path / 'data/selfspec.db'}")
     (run,) = store.list_runs()
-    assert run["status"] == "completed"
-    samples = list(store.iter_samples(run["id"], 1))
+    assert run.status == "completed"
+    samples = list(store.iter_samples(run.id, 1))
     assert len(samples) == 4
     assert all(s.response and len(s.retrieved) == 5 for s in samples)  # grounded on top-5 BM25 passages
-    kept = store.instructions(run["id"], 1)
+    kept = store.instructions(run.id, 1)
     # A gated response is answered again or its instruction replaced: at most one extra kept per gated.
-    gated = sum(n for status, n in store.sample_counts(run["id"], 1).items() if status not in ("ok", "failed"))
+    gated = sum(n for status, n in store.sample_counts(run.id, 1).items() if status not in ("ok", "failed"))
     assert 4 <= len(kept) <= 4 + gated and all(len(i.seed_ids) == 3 for i in kept)
 
-    round_dir = tmp_path / "data/runs" / run["id"] / "round1"
+    round_dir = tmp_path / "data/runs" / run.id / "round1"
     sft = [json.loads(line) for line in (round_dir / "sft.jsonl").read_text().splitlines()]
     assert len(sft) == 4 and all(r["messages"][1]["content"] == r["output"] for r in sft)
     train = [json.loads(line) for line in (round_dir / "train.jsonl").read_text().splitlines()]
@@ -54,7 +54,7 @@ def test_demo_runs_one_round_on_the_real_tiny_model(tmp_path: Path, tiny_model_d
     assert all(len(p["documents"]) == 5 for p in provenance)
 
     (adapter,) = store.list_adapters()
-    adapter_dir = Path(adapter["path"])
+    adapter_dir = Path(adapter.path)
     manifest = json.loads((adapter_dir / "selfspec-adapter.json").read_text())
     assert (adapter_dir / "adapter_config.json").is_file() and manifest["round"] == 1
     assert manifest["base_model"] and manifest["dataset_sha256"]

@@ -35,8 +35,8 @@ def test_demo_two_rounds_on_the_real_tiny_model(tmp_path: Path, tiny_model_dir: 
 
     store = RunStore(f"sqlite:///{tmp_path / 'data/selfspec.db'}")
     (run,) = store.list_runs()
-    run_id = run["id"]
-    assert run["status"] == "completed"
+    run_id = run.id
+    assert run.status == "completed"
 
     # Round 1: grounded samples with provenance, exported for training.
     round1 = list(store.iter_samples(run_id, 1))
@@ -51,20 +51,20 @@ def test_demo_two_rounds_on_the_real_tiny_model(tmp_path: Path, tiny_model_dir: 
     assert all(len(p["documents"]) == 5 for p in provenance)
 
     # Round 2: answered by the hot-loaded round-1 adapter, on instructions distinct from round 1.
-    adapters = {a["round"]: a for a in store.list_adapters()}
+    adapters = {a.round: a for a in store.list_adapters()}
     assert set(adapters) == {1, 2}
     round2 = list(store.iter_samples(run_id, 2))
-    assert len(round2) == TARGET and {s.model for s in round2} == {adapters[1]["name"]}
+    assert len(round2) == TARGET and {s.model for s in round2} == {adapters[1].name}
     kept2 = store.instructions(run_id, 2)
     for later in kept2:
         assert all(rouge_l(tokenize(later.text), tokenize(earlier.text)) <= 0.7 for earlier in kept1)
 
     for adapter in adapters.values():
-        adapter_dir = Path(adapter["path"])
+        adapter_dir = Path(adapter.path)
         manifest = json.loads((adapter_dir / "selfspec-adapter.json").read_text())
-        assert (adapter_dir / "adapter_config.json").is_file() and manifest["round"] == adapter["round"]
+        assert (adapter_dir / "adapter_config.json").is_file() and manifest["round"] == adapter.round
         assert manifest["base_model"] and manifest["dataset_sha256"]
 
     report = tmp_path / "data/runs" / run_id / "eval/report.md"
-    assert report.is_file() and adapters[2]["name"] in report.read_text()
+    assert report.is_file() and adapters[2].name in report.read_text()
     store.close()

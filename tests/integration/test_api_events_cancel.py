@@ -94,7 +94,7 @@ def test_graceful_stop_leaves_the_run_paused_and_the_next_start_finishes_it(tmp_
             assert f'selfspec_run_items_total{{round="1",run_id="{run_id}",stage="samples_ok"}}' in metrics
             assert "selfspec_runs_active 1.0" in metrics and "selfspec_run_queue_depth{" in metrics
         run = store.get_run(run_id)
-        assert run["status"] == "paused" and "resumes" in run["reason"]
+        assert run.status == "paused" and "resumes" in run.reason
         stopped_at = store.sample_counts(run_id, 1)["ok"]
         assert stopped_at < target
         with running_api(config) as client:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from orchestrator.store import RunStore
-from services.generator.launcher import ManagedServer, free_port
+from selfspec.processes import ManagedServer, free_port
 from tests.integration.test_api_support import (
     REPO,
     api_server,

@@ -25,8 +25,8 @@ from sqlalchemy import select
 from orchestrator.app.main import ServicesFactory, create_app
 from orchestrator.app.settings import ApiSettings
 from orchestrator.store import RunStore, instructions, samples
+from selfspec.processes import ManagedServer
 from selfspec.settings import RunConfig, load_config
-from services.generator.launcher import ManagedServer
 from tests.fakes.openai_server import FakeState, create_fake_app
 
 REPO = Path(__file__).resolve().parents[2]

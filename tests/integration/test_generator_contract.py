@@ -20,7 +20,8 @@ import pytest
 
 from selfspec.adapters import validate_adapter_name
 from selfspec.errors import AdapterInvalid
-from services.generator.launcher import ManagedServer, child_env, embedded_generator_command, free_port
+from selfspec.processes import ManagedServer, child_env, free_port
+from services.generator.launcher import embedded_generator_command
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator.store import RunStore, instructions, prompts, samples
-from services.generator.launcher import ManagedServer, free_port
+from selfspec.processes import ManagedServer, free_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

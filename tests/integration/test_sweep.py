@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from orchestrator.store import RunStore, samples
 from orchestrator.sweep import load_sweep, run_sweep
-from services.generator.launcher import ManagedServer, free_port
+from selfspec.processes import ManagedServer, free_port
 from tests.integration.test_api_support import REPO, config_data, config_toml, fake_generator
 
 TARGET = 6

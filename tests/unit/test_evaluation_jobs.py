@@ -32,8 +32,8 @@ async def test_evaluation_job_with_an_unexpected_error_ends_failed_with_the_reas
     try:
         eval_id = await jobs._submit(EvaluationRequest(models=["base"], tasks=["t"]))
         await asyncio.wait_for(asyncio.gather(*jobs._tasks.values()), timeout=10)
-        row = jobs.get(eval_id)
-        assert row["status"] == "failed"
-        assert "KeyError" in row["error"] and "label" in row["error"]
+        record = jobs.get(eval_id)
+        assert record.status == "failed"
+        assert "KeyError" in record.error and "label" in record.error
     finally:
         store.close()

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from orchestrator.services import LocalAdapterTrainer, connect_retriever, generator_client
 from selfspec.auth import SECRET_ENV, ServiceTokens, bind_refusal, token_matches
 from selfspec.clients.retriever_http import HttpRetriever
+from selfspec.processes import child_env
 from selfspec.settings import RunConfig
 from services.generator.app import create_app as create_generator_app
-from services.generator.launcher import child_env
 from services.generator.vllm import vllm_env
 from services.retriever.app.backends import build_backend
 from services.retriever.app.config import RetrieverSettings

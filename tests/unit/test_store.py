@@ -47,7 +47,7 @@ def test_sample_commit_is_idempotent_per_instruction(store: RunStore) -> None:
 def test_status_and_events(store: RunStore) -> None:
     store.set_status("r", "paused", reason="generator down")
     run = store.get_run("r")
-    assert (run["status"], run["reason"]) == ("paused", "generator down")
+    assert (run.status, run.reason) == ("paused", "generator down")
     kinds = [e["type"] for e in store.events_after("r")]
     assert kinds == ["run_created", "status"]
     with pytest.raises(RunNotFound):
@@ -91,8 +91,8 @@ def test_gate_counts_reach_the_api_view_and_metrics(store: RunStore) -> None:
     from orchestrator.app.queries import run_progress
 
     _gated_store(store)
-    progress = run_progress(store, {**store.get_run("r"), "config": {"generation": {"target_per_round": 5}}},
-                            active=False)
+    run = store.get_run("r").model_copy(update={"config": {"generation": {"target_per_round": 5}}})
+    progress = run_progress(store, run, active=False)
     assert progress["gate_reasons"] == {"repetitive": 1, "off_options": 1, "judge_unparsed_kept": 1}
     assert progress["filter_reasons"] == {"list_debris": 1}
     round1 = progress["rounds"]["1"]
@@ -116,6 +116,6 @@ def test_store_create_run_refuses_a_taken_id(tmp_path: Path) -> None:
     store.create_run("same", "first", {"a": 1})
     with pytest.raises(RunIdConflict):
         store.create_run("same", "second", {"a": 2})
-    assert store.get_run("same")["name"] == "first"
+    assert store.get_run("same").name == "first"
     assert [e["type"] for e in store.events_after("same", 0)] == ["run_created"]
     store.close()

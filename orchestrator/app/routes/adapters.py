@@ -30,11 +30,11 @@ async def list_adapters(store: Store, generator: GeneratorClient, engine: Engine
         loaded = None
     known = await asyncio.to_thread(store.list_adapters)
     rows = [
-        {"name": a["name"], "loaded": None if loaded is None else a["name"] in loaded, "run_id": a["run_id"], "round": a["round"],
-         "path": a["path"], "base_model": (a["manifest"] or {}).get("base_model"), "created_at": a["created_at"]}
+        {"name": a.name, "loaded": None if loaded is None else a.name in loaded, "run_id": a.run_id, "round": a.round,
+         "path": a.path, "base_model": (a.manifest or {}).get("base_model"), "created_at": a.created_at}
         for a in known
     ]
-    rows += [{"name": name, "loaded": True} for name in sorted((loaded or set()) - {a["name"] for a in known})]
+    rows += [{"name": name, "loaded": True} for name in sorted((loaded or set()) - {a.name for a in known})]
     return rows
 
 
@@ -51,10 +51,10 @@ async def load_adapter(
     if body is not None and body.path is not None:
         path = validate_adapter_path(body.path, config.adapters_dir)
     else:
-        row = await asyncio.to_thread(store.get_adapter, name)
-        if row is None:
+        known = await asyncio.to_thread(store.get_adapter, name)
+        if known is None:
             raise AdapterNotFound(f"adapter {name!r} is not in the store; give its path under the adapters dir")
-        path = validate_adapter_path(row["path"], config.adapters_dir)
+        path = validate_adapter_path(known.path, config.adapters_dir)
     if not await asyncio.to_thread(path.is_dir):
         raise AdapterNotFound(f"no adapter directory at {path}")
     await engine.call(generator.load_adapter(name, str(path)))

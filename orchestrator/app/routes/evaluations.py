@@ -13,15 +13,16 @@ from orchestrator.app.errors import EvaluationNotFound
 from orchestrator.app.evaluation_jobs import EvaluationJobs
 from orchestrator.app.pages import DEFAULT_LIMIT, Limit, Offset, link_next
 from orchestrator.app.protocol import EvaluationCreated, EvaluationOut, EvaluationRequest
+from orchestrator.store import EvaluationRecord
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], dependencies=[Depends(require_token)])
 
 PLOT = "report.png"
 
 
-def _out(row: dict[str, Any], jobs: EvaluationJobs) -> dict[str, Any]:
-    progress = jobs.progress.get(row["id"])
-    return {**row, "report_available": bool(row["report_path"]),
+def _out(record: EvaluationRecord, jobs: EvaluationJobs) -> dict[str, Any]:
+    progress = jobs.progress.get(record.id)
+    return {**record.model_dump(), "report_available": bool(record.report_path),
             "progress": {"done": progress[0], "total": progress[1]} if progress else None}
 
 
@@ -36,7 +37,7 @@ async def create_evaluation(request: EvaluationRequest, jobs: Evaluations, respo
 def list_evaluations(jobs: Evaluations, request: Request, response: Response, limit: Limit = DEFAULT_LIMIT,
                      offset: Offset = 0) -> Any:
     """Newest first, one page (`Link: rel="next"` when more follow)."""
-    rows = jobs.list(limit=limit + 1, offset=offset)
+    rows = jobs.store.list_evaluations(limit=limit + 1, offset=offset)
     link_next(request, response, limit=limit, offset=offset, more=len(rows) > limit)
     return [_out(row, jobs) for row in rows[:limit]]
 
@@ -48,9 +49,9 @@ def get_evaluation(eval_id: str, jobs: Evaluations) -> Any:
 
 @router.get("/{eval_id}/plot", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
 def evaluation_plot(eval_id: str, jobs: Evaluations, config: Config) -> FileResponse:
-    row = jobs.get(eval_id)
+    record = jobs.get(eval_id)
     root = (config.data_dir / "evaluations").resolve()
-    plot = (Path(row["report_path"]).parent / PLOT).resolve() if row["report_path"] else None
+    plot = (Path(record.report_path).parent / PLOT).resolve() if record.report_path else None
     if plot is None or root not in plot.parents or not plot.is_file():
         raise EvaluationNotFound(f"evaluation {eval_id!r} has no plot (yet)")
     return FileResponse(plot, media_type="image/png")

@@ -114,4 +114,4 @@ async def approve_run(run_id: str, state: State, by: Reviewer,
     """A run `awaiting_review` goes on: its round is exported as reviewed, then trained. A completed run
     gets its rounds' dataset files exported again as reviewed (its adapters are not retrained). 409 otherwise."""
     run = await state.runs.approve(run_id, by=by, note=body.note if body else "")
-    return {"id": run_id, "status": run["status"], "phase": run["phase"], "active": state.runs.is_active(run_id)}
+    return {"id": run_id, "status": run.status, "phase": run.phase, "active": state.runs.is_active(run_id)}

@@ -33,10 +33,11 @@ from orchestrator.app.protocol import (
     SampleStatus,
     StreamTicket,
 )
-from orchestrator.app.queries import get_sample, run_progress
+from orchestrator.app.queries import run_progress
 from orchestrator.app.run_configs import build_run_config, public_config
 from orchestrator.app.tickets import StreamTickets
 from orchestrator.pipeline.grounding import retrieval_query
+from orchestrator.store import RunRecord
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token)])
 stream_router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token_or_ticket)])
@@ -48,9 +49,8 @@ RUN_CONFIG_EXAMPLE = {"run": {"name": "api-demo"}, "generation": {"target_per_ro
                       "rounds": {"count": 1}, "training": {"enabled": False}}
 
 
-def _summary(run: dict[str, Any], active: bool) -> dict[str, Any]:
-    keys = ("id", "name", "status", "phase", "round", "reason", "created_at", "updated_at")
-    return {**{k: run[k] for k in keys}, "active": active}
+def _summary(run: RunRecord, active: bool) -> dict[str, Any]:
+    return {**run.model_dump(exclude={"config"}), "active": active}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RunCreated)
@@ -93,7 +93,7 @@ def list_runs(store: Store, runs: Runs, request: Request, response: Response,
     """Newest first, one page (`Link: rel="next"` when more follow)."""
     rows = store.list_runs(status=status_, limit=limit + 1, offset=offset)
     link_next(request, response, limit=limit, offset=offset, more=len(rows) > limit)
-    return [_summary(run, runs.is_active(run["id"])) for run in rows[:limit]]
+    return [_summary(run, runs.is_active(run.id)) for run in rows[:limit]]
 
 
 @router.get("/{run_id}", response_model=RunDetail)
@@ -105,10 +105,10 @@ def get_run(run_id: str, state: State) -> Any:
 
     def compute() -> dict[str, Any]:
         return {**_summary(run, active), **run_progress(store, run, active=active),
-                "config": public_config(run["config"])}
+                "config": public_config(run.config)}
 
     # A status or phase change is a new key: a client refreshing on the final event never sees the old status.
-    return state.progress.get(f"{run_id}|{run['status']}|{run['phase']}|{active}", compute)
+    return state.progress.get(f"{run_id}|{run.status}|{run.phase}|{active}", compute)
 
 
 @router.get("/{run_id}/samples", response_model=SamplePage)
@@ -137,12 +137,12 @@ async def sample_passages(run_id: str, sample_id: str, state: State) -> SamplePa
     """
     store = state.services.store
     run = await asyncio.to_thread(store.get_run, run_id)
-    sample = await asyncio.to_thread(get_sample, store, run_id, sample_id)
+    sample = await asyncio.to_thread(store.get_sample, run_id, sample_id)
     refs = sample["retrieved"]
     texts: dict[str, Any] = {}
     retriever = state.services.retriever
     if refs and retriever is not None:
-        k = max(len(refs), int((run["config"] or {}).get("retrieval", {}).get("k", len(refs))))
+        k = max(len(refs), int((run.config or {}).get("retrieval", {}).get("k", len(refs))))
         query = retrieval_query(sample["instruction"], sample["input"])
         hits = await state.engine.call(retriever.search(query, k))
         texts = {hit.id: hit for hit in hits}
@@ -194,13 +194,13 @@ async def cancel_run(run_id: str, state: State) -> Any:
     runs, store = state.runs, state.services.store
     await runs.cancel(run_id)
     run = await asyncio.to_thread(store.get_run, run_id)
-    return {"id": run_id, "status": run["status"], "phase": run["phase"], "active": runs.is_active(run_id)}
+    return {"id": run_id, "status": run.status, "phase": run.phase, "active": runs.is_active(run_id)}
 
 
 @router.post("/{run_id}/resume", response_model=RunAction)
 async def resume_run(run_id: str, state: State) -> Any:
     run = await state.runs.resume(run_id)
-    return {"id": run_id, "status": run["status"], "phase": run["phase"], "active": True}
+    return {"id": run_id, "status": run.status, "phase": run.phase, "active": True}
 
 
 @router.get("/{run_id}/dataset", response_class=StreamingResponse,
