@@ -69,7 +69,7 @@ def samples_per_second(store: RunStore, run_id: str) -> float:
 
 
 def run_done(store: RunStore, run_id: str) -> bool:
-    return store.get_run(run_id)["status"] in ("completed", "failed", "cancelled")
+    return store.get_run(run_id).status in ("completed", "failed", "cancelled")
 
 
 async def timed_get(client: httpx.AsyncClient, load: Load, route: str, url: str,

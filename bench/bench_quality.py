@@ -62,11 +62,10 @@ def reference_task_files(reference: Path, cache: Path, items: int) -> list[Path]
 
 
 def run_adapters(store: RunStore, run_id: str) -> list[AdapterRef]:
-    rows = sorted((a for a in store.list_adapters() if a["run_id"] == run_id), key=lambda a: a["round"])
-    if not rows:
+    refs = sorted((a.ref() for a in store.list_adapters(run_id=run_id)), key=lambda a: a.round)
+    if not refs:
         raise SystemExit(f"run {run_id!r} has no adapters in the store")
-    return [AdapterRef.model_validate({**a["manifest"], "name": a["name"], "path": a["path"], "round": a["round"]})
-            for a in rows]
+    return refs
 
 
 def print_table(results: list[EvalResult]) -> None:
@@ -82,7 +81,7 @@ async def main_async(args: argparse.Namespace) -> None:
     data_dir = Path(args.data_dir)
     store = RunStore(args.database_url or f"sqlite:///{data_dir / 'selfspec.db'}")
     run = store.get_run(args.run)
-    config = run["config"]
+    config = run.config
     base = config["generation"]["model"]
     adapters = run_adapters(store, args.run)
     datasets = sorted((data_dir / "runs" / args.run).glob("round*/sft.jsonl"))

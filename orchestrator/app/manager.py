@@ -26,7 +26,6 @@ import signal
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 from orchestrator.app.engine import Engine
 from orchestrator.app.errors import IdempotencyKeyReused, RunStateConflict, TooManyRuns
@@ -37,7 +36,7 @@ from orchestrator.app.run_worker import WorkerInput, build_driver
 from orchestrator.driver import AWAITING_REVIEW, RunDriver
 from orchestrator.review import approve_round, sample_rounds
 from orchestrator.services import LocalAdapterTrainer, Services
-from orchestrator.store import RunStore
+from orchestrator.store import RunRecord, RunStore
 from selfspec.errors import SelfSpecError
 from selfspec.processes import child_env
 from selfspec.settings import RunConfig
@@ -132,7 +131,7 @@ class RunManager:
         finally:
             await relay
             self.counters.finish(run_id)
-        status = self.store.get_run(run_id)["status"]
+        status = self.store.get_run(run_id).status
         if status not in TERMINAL and status != AWAITING_REVIEW:  # it died before the driver could record why
             reason = f"run worker exited with code {code} in status {status!r}; see {log_path}"
             log.error("run %s: %s", run_id, reason, extra={"run_id": run_id})
@@ -145,9 +144,9 @@ class RunManager:
         return WorkerInput(database_url=self.server.database_url, generator_urls=self.services.generator.urls,
                            server_sections=server_sections(self.server))
 
-    def _stored_config(self, run: dict[str, Any]) -> RunConfig:
+    def _stored_config(self, run: RunRecord) -> RunConfig:
         """A stored run's config under this server's current storage and services sections."""
-        return resumed_run_config(run["config"], server_sections(self.server))
+        return resumed_run_config(run.config, server_sections(self.server))
 
     def _worker_log(self, run_id: str) -> Path:
         path = self.server.data_dir / "logs" / "runs" / f"{run_id}.log"
@@ -181,13 +180,13 @@ class RunManager:
         return await self.engine.call(self._create(config, idempotency_key=idempotency_key,
                                                    request_sha256=request_sha256))
 
-    async def resume(self, run_id: str) -> dict[str, Any]:
+    async def resume(self, run_id: str) -> RunRecord:
         return await self.engine.call(self._resume(run_id))
 
     async def cancel(self, run_id: str) -> None:
         await self.engine.call(self._cancel(run_id))
 
-    async def approve(self, run_id: str, *, by: str, note: str = "") -> dict[str, Any]:
+    async def approve(self, run_id: str, *, by: str, note: str = "") -> RunRecord:
         """Approve a reviewed run: one `awaiting_review` goes on from its paused round's export (honouring
         the review); a completed one gets every round's dataset files exported again as reviewed."""
         return await self.engine.call(self._approve(run_id, by=by, note=note))
@@ -221,29 +220,29 @@ class RunManager:
         self._start(run_id, driver)
         return run_id, True
 
-    async def _resume(self, run_id: str) -> dict[str, Any]:
+    async def _resume(self, run_id: str) -> RunRecord:
         run = self.store.get_run(run_id)
         if self.is_active(run_id):
             raise RunStateConflict(f"run {run_id!r} is already running (or being cancelled)")
-        if run["status"] == "completed":
+        if run.status == "completed":
             raise RunStateConflict(f"run {run_id!r} is completed; nothing to resume")
         self._check_capacity()
         driver = self._driver(self._stored_config(run))
         # Said at once: a worker process takes a moment to start, and until then the store would still
         # show the `failed`/`cancelled` the run is being resumed from.
-        self.store.set_status(run_id, "running", reason=f"resumed by API request (was {run['status']})")
+        self.store.set_status(run_id, "running", reason=f"resumed by API request (was {run.status})")
         self._start(run_id, driver)
         return self.store.get_run(run_id)
 
-    async def _approve(self, run_id: str, *, by: str, note: str) -> dict[str, Any]:
+    async def _approve(self, run_id: str, *, by: str, note: str) -> RunRecord:
         run = self.store.get_run(run_id)
         if self.is_active(run_id):
             raise RunStateConflict(f"run {run_id!r} is running; it can be approved once it awaits review")
-        if run["status"] == AWAITING_REVIEW:
+        if run.status == AWAITING_REVIEW:
             self._check_capacity()
-            approve_round(self.store, run_id, run["round"], by=by, note=note)
+            approve_round(self.store, run_id, run.round, by=by, note=note)
             return await self._resume(run_id)  # the driver goes on from the approved round's export
-        if run["status"] == "completed":
+        if run.status == "completed":
             # Training is not redone: the files and GET /dataset now show the review, the adapters do not.
             for rnd in sample_rounds(self.store, run_id):
                 approve_round(self.store, run_id, rnd, by=by, note=note)
@@ -251,7 +250,7 @@ class RunManager:
             await asyncio.to_thread(driver.export_again, run_id)
             self.store.add_event(run_id, "review", {"action": "export", "by": by})
         else:
-            raise RunStateConflict(f"run {run_id!r} is {run['status']}: only a run awaiting review, or a completed "
+            raise RunStateConflict(f"run {run_id!r} is {run.status}: only a run awaiting review, or a completed "
                                    "one (its datasets are then exported again), can be approved")
         return self.store.get_run(run_id)
 
@@ -259,16 +258,16 @@ class RunManager:
         """Start every run the store shows as in progress (this process is its only driver)."""
         resumed = []
         for run in self.store.list_runs():
-            if run["status"] not in RESUME_ON_START or self.is_active(run["id"]):
+            if run.status not in RESUME_ON_START or self.is_active(run.id):
                 continue
             try:
-                self._start(run["id"], self._driver(self._stored_config(run)))
+                self._start(run.id, self._driver(self._stored_config(run)))
             except (SelfSpecError, ValueError) as err:
-                log.error("cannot resume run %s: %s", run["id"], err)
-                self.store.set_status(run["id"], "failed", reason=f"resume failed: {err}")
+                log.error("cannot resume run %s: %s", run.id, err)
+                self.store.set_status(run.id, "failed", reason=f"resume failed: {err}")
                 continue
-            log.info("resuming run %s (was %s in phase %s)", run["id"], run["status"], run["phase"])
-            resumed.append(run["id"])
+            log.info("resuming run %s (was %s in phase %s)", run.id, run.status, run.phase)
+            resumed.append(run.id)
         return resumed
 
     async def _stop(self, run_ids: list[str]) -> None:
@@ -282,19 +281,19 @@ class RunManager:
 
     async def _cancel(self, run_id: str) -> None:
         run = self.store.get_run(run_id)
-        if not self.is_active(run_id) and run["status"] in TERMINAL:
-            raise RunStateConflict(f"run {run_id!r} is already {run['status']}")
+        if not self.is_active(run_id) and run.status in TERMINAL:
+            raise RunStateConflict(f"run {run_id!r} is already {run.status}")
         self._cancelling.add(run_id)
         try:
             await self._stop([run_id])
         finally:
             self._cancelling.discard(run_id)
-        if self.store.get_run(run_id)["status"] != "completed":  # it may have finished meanwhile
+        if self.store.get_run(run_id).status != "completed":  # it may have finished meanwhile
             self.store.set_status(run_id, "cancelled", reason=CANCEL_REASON)
 
     async def _aclose(self) -> None:
         run_ids = self.active()
         await self._stop(run_ids)
         for run_id in run_ids:
-            if run_id not in self._cancelling and self.store.get_run(run_id)["status"] not in ("completed", "failed"):
+            if run_id not in self._cancelling and self.store.get_run(run_id).status not in ("completed", "failed"):
                 self.store.set_status(run_id, "paused", reason=SHUTDOWN_REASON)

@@ -51,7 +51,7 @@ def test_kill_minus_nine_of_the_api_then_restart_resumes_the_run(tmp_path: Path)
             api.process.wait(timeout=30)
             at_kill = store.sample_counts(run_id, 1)["ok"]
             assert at_kill < TARGET, "killed too late to test resume"
-            assert store.get_run(run_id)["status"] == "running"  # nobody could mark it: it died
+            assert store.get_run(run_id).status == "running"  # nobody could mark it: it died
 
             api.start()  # nobody asks it to resume
             with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client:

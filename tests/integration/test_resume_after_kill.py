@@ -83,7 +83,7 @@ def test_kill_minus_nine_and_resume_three_times(tmp_path: Path) -> None:
             kills += 1
             last = _ok_samples(store)
             assert last < TARGET, "killed too late to test resume"
-            run_id = run_id or store.list_runs()[0]["id"]
+            run_id = run_id or store.list_runs()[0].id
             process = _run(config, "--resume", run_id)
         assert process.wait(timeout=180) == 0, process.stderr.read().decode() if process.stderr else ""
 
@@ -94,5 +94,5 @@ def test_kill_minus_nine_and_resume_three_times(tmp_path: Path) -> None:
         assert len(sample_rows) == TARGET and all(status == "ok" for _, status in sample_rows)
         assert len(kept) == TARGET == len(set(kept))
         assert {i for i, _ in sample_rows} == set(kept)  # every kept instruction answered exactly once
-        assert prompt_count and store.get_run(run_id)["status"] == "completed"
+        assert prompt_count and store.get_run(run_id).status == "completed"
         store.close()

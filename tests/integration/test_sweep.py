@@ -41,8 +41,8 @@ def test_sweep_shares_instructions_evaluates_reports_and_resumes(tmp_path: Path)
         store = RunStore(f"sqlite:///{tmp_path / 'data/selfspec.db'}")
         state = json.loads((tmp_path / "data/sweeps/k/state.json").read_text())["runs"]
         assert set(state) == {"k=0", "k=2"}
-        runs = {r["id"]: r for r in store.list_runs()}
-        assert set(runs) == set(state.values()) and all(r["status"] == "completed" for r in runs.values())
+        runs = {r.id: r for r in store.list_runs()}
+        assert set(runs) == set(state.values()) and all(r.status == "completed" for r in runs.values())
 
         first, second = state["k=0"], state["k=2"]
         own = store.instructions(first, 1)
@@ -62,7 +62,7 @@ def test_sweep_shares_instructions_evaluates_reports_and_resumes(tmp_path: Path)
 
         # The same command again: nothing new is created, the report is rewritten.
         asyncio.run(run_sweep(load_sweep(path), Console(file=None, quiet=True)))
-        assert {r["id"] for r in store.list_runs()} == set(runs)
+        assert {r.id for r in store.list_runs()} == set(runs)
         assert len(store.instructions(first, 1)) == TARGET
         store.close()
 
@@ -94,17 +94,17 @@ def test_killed_sweep_resumes_its_runs_without_loss_or_duplicates(tmp_path: Path
         process.send_signal(signal.SIGKILL)
         process.wait()
         before = json.loads(state_path.read_text())["runs"]
-        assert store.get_run(before["k=2"])["status"] != "completed"
+        assert store.get_run(before["k=2"]).status != "completed"
 
         finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert finished.returncode == 0, finished.stderr[-3000:]
         assert json.loads(state_path.read_text())["runs"] == before  # the same runs, resumed
-        assert {r["id"] for r in store.list_runs()} == set(before.values())
+        assert {r.id for r in store.list_runs()} == set(before.values())
         with store.engine.connect() as conn:
             for run_id in before.values():
                 rows = conn.execute(select(samples.c.instruction_id).where(samples.c.run_id == run_id)).scalars().all()
                 assert len(rows) == len(set(rows)) == target
-                assert store.get_run(run_id)["status"] == "completed"
+                assert store.get_run(run_id).status == "completed"
             assert conn.execute(select(func.count()).select_from(samples)).scalar() == 2 * target
         assert (tmp_path / "data/sweeps/k/report.md").is_file()
         store.close()
