@@ -19,11 +19,18 @@ from rich.text import Text
 
 
 class RateColumn(ProgressColumn):
-    """Items per second (rich only ships a bytes-per-second column)."""
+    """Items per second (rich only ships a bytes-per-second column), e.g. `1.25/s` or `3,120 docs/s`.
+
+    Blank until rich has a speed (a few updates in): better than a misleading `0/s`.
+    """
+
+    def __init__(self, unit: str = "/s", *, decimals: int = 2) -> None:
+        super().__init__()
+        self.unit, self.decimals = unit, decimals
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:6.2f}/s" if speed else "   -  /s", style="cyan")
+        return Text(f"{speed:,.{self.decimals}f}{self.unit}" if speed else "", style="progress.data.speed")
 
 
 class RichProgress:
@@ -33,7 +40,7 @@ class RichProgress:
         self.prefix = prefix
         self._progress = Progress(
             TextColumn("[bold]{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-            TimeElapsedColumn(), TextColumn("eta"),
+            RateColumn(), TimeElapsedColumn(), TextColumn("eta"),
             TimeRemainingColumn(), console=console, transient=False,
         )
         self._tasks: dict[str, TaskID] = {}

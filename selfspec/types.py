@@ -11,8 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Domain = Literal["biomedical", "sports"]
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -149,14 +147,6 @@ class EvalResult(_Frozen):
     # Set on a paired difference: `value` is model minus baseline on the same items, its CI from the
     # same bootstrap resamples of both.
     baseline: str | None = None
-
-
-class StageStats(BaseModel):
-    """Mutable counters a stage reports while it runs."""
-
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
 
 
 class SamplingParams(_Frozen):

@@ -102,12 +102,6 @@ class UnloadLoRAAdapterRequest(_Request):
     lora_int_id: int | None = None
 
 
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
 class ModelCard(BaseModel):
     id: str
     object: str = "model"

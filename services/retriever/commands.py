@@ -24,18 +24,16 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    ProgressColumn,
-    Task,
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.text import Text
 
 from selfspec.auth import ServiceTokens, bind_refusal
 from selfspec.clients.retriever_http import HttpRetriever
 from selfspec.console import print_error
 from selfspec.corpus import CsvColumns, iter_corpus
 from selfspec.errors import InputFileError, SelfSpecError
+from selfspec.progress import RateColumn
 from selfspec.types import Document
 from selfspec.urls import redact_url
 from services.retriever.app.backends import IndexHandle, build_backend, validate_index_name
@@ -52,12 +50,6 @@ class _IndexTarget(Protocol):
     async def add_documents(self, documents: list[Document]) -> int: ...
     async def count(self) -> int: ...
     async def aclose(self) -> None: ...
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        # rich has no speed until a few updates arrive; blank beats a misleading "0 docs/s"
-        return Text(f"{task.speed:,.0f} docs/s" if task.speed else "", style="progress.data.speed")
 
 
 def index_command(
@@ -147,7 +139,8 @@ async def _import(
         await target.ensure_index()
         before = await target.count()
         indexed = 0
-        columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn())
+        columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), RateColumn(" docs/s", decimals=0),
+                   TimeRemainingColumn())
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task("index", total=total)
             for batch in _batches(documents, batch_size):
