@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.driver import RunDriver, RunSummary
+from orchestrator.driver import RunSummary
 from orchestrator.dry_run import estimate_vs_actual, print_estimate_vs_actual
+from orchestrator.execution import RunEvaluation, build_driver, execute_and_evaluate
 from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
 from orchestrator.services import Services, open_services
-from selfspec.cards import write_adapter_evaluation
 from selfspec.progress import RichProgress
 from selfspec.prompts import render
 from selfspec.seeds import load_seeds
@@ -26,29 +25,31 @@ log = logging.getLogger(__name__)
 
 
 async def execute_run(config: RunConfig, *, resume: str | None, console: Console, compare: bool = False) -> RunSummary:
-    seeds = load_seeds(config.resolve(config.run.seeds))
+    seeds = load_seeds(config.resolve(config.run.seeds))  # a bad seeds file fails before any service starts
     started = time.monotonic()
     async with open_services(config) as services:
         shown = ", ".join(redact_url(url) for url in services.generator.urls)
         console.print(f"services up in {time.monotonic() - started:.1f}s: generator {shown}")
-        driver = RunDriver(config=config, store=services.store, generator=services.generator,
-                           retriever=services.retriever, trainer=services.trainer, seeds=seeds,
-                           judge=services.judge)
+        driver = build_driver(config, services, seeds=seeds)
         run_id = resume or driver.create()
         console.print(f"run [bold]{run_id}[/] ({'resumed' if resume else 'new'}); store: {redact_url(config.database_url)}")
-        with RichProgress(console) as progress:
-            driver.progress = progress
-            summary = await driver.execute(run_id)
-        print_summary(console, services, summary)
+
+        async def report(summary: RunSummary) -> None:
+            print_summary(console, services, summary)
+            if summary.awaiting_review is not None:
+                console.print(f"run [bold]{run_id}[/] awaits review of round {summary.awaiting_review} "
+                              "(rounds.review): review it in the dashboard of `selfspec serve orchestrator` and "
+                              f"approve there (or POST /v1/runs/{run_id}/approve); the API then goes on with the run")
+            elif compare and driver.held_out:
+                await print_comparison(console, services, driver.held_out, config, summary)
+
+        outcome = await execute_and_evaluate(driver, run_id, services=services, progress=lambda: RichProgress(console),
+                                             on_executed=report)
+        summary = outcome.summary
         if summary.awaiting_review is not None:
-            console.print(f"run [bold]{run_id}[/] awaits review of round {summary.awaiting_review} "
-                          "(rounds.review): review it in the dashboard of `selfspec serve orchestrator` and approve "
-                          f"there (or POST /v1/runs/{run_id}/approve); the API then goes on with the run")
             return summary
-        if compare and driver.held_out:
-            await print_comparison(console, services, driver.held_out, config, summary)
-        if config.eval.tasks and summary.adapters:
-            await evaluate_run(console, services, config, summary, driver.run_dir(run_id) / "eval")
+        if outcome.evaluation is not None:
+            print_evaluation(console, outcome.evaluation, seconds=summary.phase_seconds["evaluation"])
         comparison = estimate_vs_actual(config, summary.phase_seconds)
         if comparison is not None:  # a dry run of this config left its estimate: show it next to the actual figures
             print_estimate_vs_actual(console, comparison)
@@ -106,41 +107,18 @@ async def print_comparison(console: Console, services: Services, held_out: list[
     console.print(table)
 
 
-async def evaluate_run(console: Console, services: Services, config: RunConfig, summary: RunSummary,
-                       out: Path) -> None:
-    """Base vs every adapter of the run on the configured task files; report.md + report.png."""
-    from evaluation.contamination import check_contamination, dataset_texts
-    from evaluation.report import write_report
-    from evaluation.runner import MACRO_TASK, evaluate, load_tasks
-    from evaluation.schema import find_task_files
+def print_evaluation(console: Console, evaluation: RunEvaluation, *, seconds: float) -> None:
+    """The macro averages of base and each adapter, the contamination lines, where the report is."""
+    from evaluation.runner import MACRO_TASK
 
-    task_files = find_task_files([config.resolve(Path(t)) for t in config.eval.tasks])
-    models = [config.generation.model, *(a.name for a in summary.adapters.values())]
-    max_items = config.eval.max_items_per_task or None
-    started = time.monotonic()
-    with RichProgress(console) as progress:
-        results = await evaluate(
-            services.generator, models=models, task_files=task_files, shots=list(config.eval.shots),
-            out_dir=out, max_items=max_items, concurrency=config.services.generator_in_flight,
-            on_progress=lambda done, total: progress.update("evaluation", done=done, total=total),
-            scoring=list(config.eval.scoring),
-        )
-    summary.phase_seconds["evaluation"] = time.monotonic() - started
-    items = [item for task in load_tasks(task_files, max_items) for item in task.items]
-    reports = [check_contamination(dataset_texts(path), items, dataset=f"round {rnd} SFT data")
-               for rnd, path in summary.datasets.items()]
-    report = write_report(results, out, contamination=reports)
-    for adapter in summary.adapters.values():  # each adapter card gets its rows of the evaluation
-        write_adapter_evaluation(Path(adapter.path), results)
     table = Table(title="evaluation (macro average over tasks, %, 95% CI)")
     for column in ("model", "shots", "scoring", "macro", "CI"):
         table.add_column(column)
-    for result in results:
+    for result in evaluation.results:
         if result.task == MACRO_TASK and result.baseline is None:
             ci = f"{result.ci_low:.1f}-{result.ci_high:.1f}" if result.ci_low is not None else "-"
             table.add_row(result.model, str(result.shots), result.scoring, f"{result.value:.1f}", ci)
     console.print(table)
-    for line in reports:
+    for line in evaluation.contamination:
         console.print(line.line())
-    console.print(f"evaluation report: [bold]{report}[/] (+ report.png), {summary.phase_seconds['evaluation']:.0f}s")
-
+    console.print(f"evaluation report: [bold]{evaluation.report}[/] (+ report.png), {seconds:.0f}s")

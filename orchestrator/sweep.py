@@ -28,21 +28,21 @@ import json
 import logging
 import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from orchestrator.driver import RunDriver, hot_load
-from orchestrator.services import LocalAdapterTrainer, Services, open_retriever, open_services
+from orchestrator.driver import hot_load
+from orchestrator.execution import build_driver, eval_task_files, evaluate_models, execute_and_evaluate
+from orchestrator.services import Services, open_retriever, open_services
 from orchestrator.store import RunStore
 from selfspec.errors import ConfigError
 from selfspec.files import write_text_atomic
 from selfspec.jsonl import describe_validation_error
 from selfspec.progress import RichProgress
-from selfspec.seeds import load_seeds
 from selfspec.settings import RunConfig, load_config, read_toml
 from selfspec.types import AdapterRef, EvalResult
 
@@ -234,14 +234,9 @@ async def _run_variant(variant: Variant, config: RunConfig, base: RunConfig, ser
                        state: SweepState, console: Console) -> VariantOutcome:
     store = services.store
     async with AsyncExitStack() as stack:
-        retriever = services.retriever
         if config.retrieval.model_dump(exclude={"k"}) != base.retrieval.model_dump(exclude={"k"}):
-            retriever = await open_retriever(config, stack)
-        trainer = services.trainer
-        if isinstance(trainer, LocalAdapterTrainer):
-            trainer = LocalAdapterTrainer(config, runner=trainer.runner)
-        driver = RunDriver(config=config, store=store, generator=services.generator, retriever=retriever,
-                           trainer=trainer, seeds=load_seeds(config.resolve(config.run.seeds)), judge=services.judge)
+            services = replace(services, retriever=await open_retriever(config, stack))
+        driver = build_driver(config, services)
         run_id = state.runs.get(variant.label)
         if run_id is None:
             run_id = driver.create()
@@ -253,16 +248,14 @@ async def _run_variant(variant: Variant, config: RunConfig, base: RunConfig, ser
                 await hot_load(services.generator, adapter)
         else:
             console.print(f"[bold]{variant.label}[/]: run {run_id}{shared}")
-            with RichProgress(console) as progress:
-                driver.progress = progress
-                await driver.execute(run_id)
+            # The variants' models are evaluated together, on the same items, once all have run.
+            await execute_and_evaluate(driver, run_id, services=services, evaluate=False,
+                                       progress=lambda: RichProgress(console))
     return _outcome(store, variant, run_id, config)
 
 
 async def run_sweep(sweep: Sweep, console: Console) -> Path:
     """Run (or resume) every variant, evaluate all their models together, write the sweep report."""
-    from evaluation.runner import evaluate
-    from evaluation.schema import find_task_files
     from orchestrator.sweep_report import write_sweep_report
 
     out = sweep.directory()
@@ -277,14 +270,10 @@ async def run_sweep(sweep: Sweep, console: Console) -> Path:
         results: list[EvalResult] = []
         if base.eval.tasks:
             models = list(dict.fromkeys([base.generation.model, *(a.name for o in outcomes for a in o.adapters)]))
-            task_files = find_task_files([base.resolve(Path(t)) for t in base.eval.tasks])
-            console.print(f"evaluating {len(models)} models on {len(task_files)} task files")
+            console.print(f"evaluating {len(models)} models on {len(eval_task_files(base))} task files")
             with RichProgress(console) as progress:
-                results = await evaluate(
-                    services.generator, models=models, task_files=task_files, shots=list(base.eval.shots),
-                    out_dir=out / "eval", max_items=base.eval.max_items_per_task or None,
-                    concurrency=base.services.generator_in_flight, scoring=list(base.eval.scoring),
-                    on_progress=lambda done, total: progress.update("evaluation", done=done, total=total))
+                results = await evaluate_models(services, base, models=models, out_dir=out / "eval",
+                                                progress=progress)
     report = write_sweep_report(sweep, outcomes, results, out)
     console.print(f"sweep {sweep.name}: {len(outcomes)} variants in {time.monotonic() - started:.0f}s; "
                   f"report: [bold]{report}[/] (+ report.png)")

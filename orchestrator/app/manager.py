@@ -32,10 +32,11 @@ from orchestrator.app.errors import IdempotencyKeyReused, RunStateConflict, TooM
 from orchestrator.app.metrics import GeneratorCounters
 from orchestrator.app.queries import TERMINAL
 from orchestrator.app.run_configs import resumed_run_config, server_sections
-from orchestrator.app.run_worker import WorkerInput, build_driver
+from orchestrator.app.run_worker import WorkerInput
 from orchestrator.driver import AWAITING_REVIEW, RunDriver
+from orchestrator.execution import build_driver, execute_and_evaluate
 from orchestrator.review import approve_round, sample_rounds
-from orchestrator.services import LocalAdapterTrainer, Services
+from orchestrator.services import Services
 from orchestrator.store import RunRecord, RunStore
 from selfspec.errors import SelfSpecError
 from selfspec.processes import child_env
@@ -78,12 +79,9 @@ class RunManager:
     # ---- helpers (engine loop) ----
 
     def _driver(self, config: RunConfig) -> RunDriver:
-        """Validates the config against its files (seeds) too, before anything is written."""
-        trainer = self.services.trainer
-        if isinstance(trainer, LocalAdapterTrainer):
-            # Training knobs are per run; the job runner (and its jobs dir) is the server's.
-            trainer = LocalAdapterTrainer(config, runner=trainer.runner)
-        return build_driver(config, self.services, trainer)
+        """Validates the config against its files (seeds) too, before anything is written. Training knobs
+        are per run; the job runner (and its jobs dir) is the server's."""
+        return build_driver(config, self.services)
 
     def _check_capacity(self) -> None:
         """Creating or resuming one more run must stay within `max_active` (on the engine loop, so two
@@ -102,7 +100,8 @@ class RunManager:
     async def _drive(self, run_id: str, driver: RunDriver) -> None:
         log.info("run %s started", run_id, extra={"run_id": run_id})
         try:
-            await driver.execute(run_id)
+            # Like a run worker's: API runs are evaluated through POST /v1/evaluations, not here.
+            await execute_and_evaluate(driver, run_id, services=self.services, evaluate=False)
         except SelfSpecError as err:
             log.warning("run %s failed: %s", run_id, err, extra={"run_id": run_id})
         except Exception:

@@ -32,12 +32,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.app.run_configs import resumed_run_config
-from orchestrator.driver import RunDriver, run_dir
-from orchestrator.services import LocalAdapterTrainer, Services, open_services
+from orchestrator.driver import run_dir
+from orchestrator.execution import build_driver, execute_and_evaluate
+from orchestrator.services import Services, open_services
 from orchestrator.store import RunStore
 from selfspec.errors import SelfSpecError
 from selfspec.processes import LockBusy, exclusive_lock, exit_with_parent
-from selfspec.seeds import load_seeds
 from selfspec.settings import RunConfig
 
 log = logging.getLogger("selfspec.run_worker")
@@ -60,14 +60,6 @@ def load_run_config(run_id: str, given: WorkerInput) -> RunConfig:
         return resumed_run_config(store.get_run(run_id).config, given.server_sections)
     finally:
         store.close()
-
-
-def build_driver(config: RunConfig, services: Services, trainer: LocalAdapterTrainer | None = None) -> RunDriver:
-    """A driver for one run over open services (also used for runs inside the API process)."""
-    seeds = load_seeds(config.resolve(config.run.seeds))
-    return RunDriver(config=config, store=services.store, generator=services.generator,
-                     retriever=services.retriever, trainer=trainer or LocalAdapterTrainer(config), seeds=seeds,
-                     judge=services.judge)
 
 
 def worker_lock_path(config: RunConfig, run_id: str) -> Path:
@@ -94,8 +86,10 @@ async def drive(run_id: str, config: RunConfig, generator_urls: list[str]) -> in
     async with open_services(config, generator_urls=generator_urls) as services:
         reporter = asyncio.create_task(report_counters(services))
         try:
-            # Records completed/failed/cancelled (or awaiting_review, `rounds.review`) itself.
-            summary = await build_driver(config, services).execute(run_id)
+            # Records completed/failed/cancelled (or awaiting_review, `rounds.review`) itself. An API run is
+            # evaluated through POST /v1/evaluations, not here.
+            outcome = await execute_and_evaluate(build_driver(config, services), run_id, services=services,
+                                                 evaluate=False)
         except SelfSpecError as err:
             log.warning("run %s failed: %s", run_id, err)
             return EXIT_FAILED
@@ -107,8 +101,8 @@ async def drive(run_id: str, config: RunConfig, generator_urls: list[str]) -> in
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
             write_counters(services)  # the final count, retries of the last second included
-    if summary.awaiting_review is not None:
-        log.info("run %s awaits review of round %d", run_id, summary.awaiting_review)
+    if outcome.summary.awaiting_review is not None:
+        log.info("run %s awaits review of round %d", run_id, outcome.summary.awaiting_review)
     else:
         log.info("run %s completed", run_id)
     return 0
