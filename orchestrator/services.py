@@ -16,6 +16,7 @@ from pathlib import Path
 
 from orchestrator.store import RunStore
 from selfspec.auth import ServiceTokens
+from selfspec.clients.base import ServiceClient
 from selfspec.clients.openai_compat import OpenAICompatGenerator
 from selfspec.clients.protocols import Retriever
 from selfspec.corpus import checked_corpus
@@ -191,4 +192,7 @@ async def open_services(config: RunConfig, *, generator_urls: list[str] | None =
         judge = judge_client(config)
         if judge is not None:
             stack.push_async_callback(judge.aclose)
-        yield Services(store, generator, retriever, LocalAdapterTrainer(config), judge)
+        trainer = LocalAdapterTrainer(config)
+        if isinstance(trainer.runner, ServiceClient):  # the trainer service's client: its pool is ours to close
+            stack.push_async_callback(trainer.runner.aclose)
+        yield Services(store, generator, retriever, trainer, judge)

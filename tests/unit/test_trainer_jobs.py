@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from selfspec.types import ChatMessage, SFTRecord
 from trainer.commands import train_command
 from trainer.config import TrainConfig
-from trainer.jobs import JobNotFound, LocalSubprocessRunner, TrainingJobFailed, TrainingJobRunner
+from trainer.jobs import JobNotFound, LocalSubprocessRunner, TrainingJobFailed
 
 FAKE_TRAINER = textwrap.dedent(
     """\
@@ -53,7 +53,6 @@ def _config(tmp_path: Path, name: str, run_id: str = "") -> TrainConfig:
 
 async def test_trainer_jobs_runner_reports_success_and_crash(tmp_path: Path, fake_python: str) -> None:
     runner = LocalSubprocessRunner(tmp_path / "jobs", python=fake_python, max_concurrent=1)
-    assert isinstance(runner, TrainingJobRunner)
     try:
         ok = await runner.submit(_config(tmp_path, "good", run_id="ok:0.3"))
         crash = await runner.submit(_config(tmp_path, "bad", run_id="crash"))
