@@ -129,7 +129,7 @@ def _start_service(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 async def _http_run(url: str, docs: list[Document], queries: list[str]) -> Result:
-    async with HttpRetriever(url, "bench", timeout=300, in_flight=CONCURRENCY) as client:
+    async with HttpRetriever(url, "bench", timeout_s=300, in_flight=CONCURRENCY) as client:
         started = time.perf_counter()
         await client.ensure_index()
         await client.add_documents(docs)

@@ -103,8 +103,9 @@ async def connect_retriever(config: RunConfig, stack: AsyncExitStack) -> Retriev
     services = config.services
     if not services.retriever_url:
         raise ConfigError(f"[services.retriever_url] is required when retrieval.backend = {backend!r}")
-    remote = HttpRetriever(services.retriever_url, config.run.index, timeout=services.timeout_s,
-                           retries=services.retries, in_flight=services.retriever_in_flight,
+    remote = HttpRetriever(services.retriever_url, config.run.index, timeout_s=services.timeout_s,
+                           connect_timeout_s=services.connect_timeout_s, retries=services.retries,
+                           backoff_s=services.backoff_s, in_flight=services.retriever_in_flight,
                            api_key=ServiceTokens().service)
     stack.push_async_callback(remote.aclose)
     return remote

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from selfspec.clients.base import ServiceClient
+from selfspec.clients.base import ClientOptions, ServiceClient
 from selfspec.errors import SelfSpecError
 from selfspec.types import AdapterRef
 from selfspec.urls import redact_url
@@ -19,21 +19,7 @@ from trainer.protocol import JobCreated, JobStatus
 
 class HttpTrainerClient(ServiceClient):
     service = "trainer"
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout_s: float = 30.0,
-        connect_timeout_s: float = 5.0,
-        retries: int = 3,
-        backoff_s: float = 0.5,
-        in_flight: int = 4,
-        api_key: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(base_url, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s), in_flight=in_flight,
-                         retries=retries, backoff_s=backoff_s, api_key=api_key, transport=transport)
+    defaults = ClientOptions(retries=3, in_flight=4)
 
     def _error_for(self, response: httpx.Response, *, path: str, backend: str) -> SelfSpecError:
         if response.status_code == 404 and path.startswith("/jobs/"):

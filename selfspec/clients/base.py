@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypedDict, Unpack
 
 import httpx
 from tenacity import (
@@ -112,35 +112,45 @@ class Endpoint:
         return redact_url(self.url)
 
 
+class ClientOptions(TypedDict, total=False):
+    """What every client takes as keywords; a client's `defaults` and then the caller's override these."""
+
+    timeout_s: float
+    connect_timeout_s: float  # capped at timeout_s
+    retries: int  # attempts after the first
+    backoff_s: float  # first retry's wait, doubling (with jitter) up to 16x
+    in_flight: int  # calls in flight and pooled connections per base URL
+    api_key: str | None
+    transport: httpx.AsyncBaseTransport | None  # tests inject httpx.MockTransport / ASGITransport
+
+
+OPTIONS = ClientOptions(timeout_s=30.0, connect_timeout_s=5.0, retries=4, backoff_s=0.5, in_flight=8, api_key=None,
+                        transport=None)
+
+
 class ServiceClient:
     """Bounded in-flight calls, bounded retries with jittered backoff, typed errors; see the module doc."""
 
     service: ClassVar[str] = "service"  # names the service in logs and errors
+    defaults: ClassVar[ClientOptions] = ClientOptions()
 
-    def __init__(
-        self,
-        base_urls: str | Sequence[str],
-        *,
-        timeout: httpx.Timeout,
-        in_flight: int,
-        retries: int,
-        backoff_s: float,
-        api_key: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, base_urls: str | Sequence[str], **options: Unpack[ClientOptions]) -> None:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
             raise ValueError(f"at least one {self.service} URL is required")
+        o: ClientOptions = {**OPTIONS, **self.defaults, **options}
+        timeout_s, in_flight = o["timeout_s"], o["in_flight"]
+        timeout = httpx.Timeout(timeout_s, connect=min(o["connect_timeout_s"], timeout_s))
         limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
         self._endpoints = [
             Endpoint(url.rstrip("/"), httpx.AsyncClient(
-                base_url=url.rstrip("/"), timeout=timeout, limits=limits, headers=bearer_header(api_key),
-                transport=transport or pooled_transport(in_flight),
+                base_url=url.rstrip("/"), timeout=timeout, limits=limits, headers=bearer_header(o["api_key"]),
+                transport=o["transport"] or pooled_transport(in_flight),
             ))
             for url in urls
         ]
         self._slots = asyncio.Semaphore(in_flight)
-        self._retries, self._backoff = retries, backoff_s
+        self._retries, self._backoff = o["retries"], o["backoff_s"]
         self.retry_count = 0  # observable: retries performed so far
 
     @property

@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
 from selfspec.adapters import validate_adapter_name
-from selfspec.clients.base import Endpoint, ServiceClient
+from selfspec.clients.base import ClientOptions, Endpoint, ServiceClient
 from selfspec.errors import (
     AdapterConflict,
     AdapterNotFound,
@@ -27,21 +25,7 @@ class OpenAICompatGenerator(ServiceClient):
     """Generator + AdapterRegistry over one or more OpenAI-compatible replicas."""
 
     service = "generator"
-
-    def __init__(
-        self,
-        base_urls: list[str] | tuple[str, ...],
-        *,
-        timeout_s: float = 300.0,
-        connect_timeout_s: float = 5.0,
-        retries: int = 4,
-        backoff_s: float = 0.5,
-        in_flight: int = 16,
-        api_key: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(base_urls, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s), in_flight=in_flight,
-                         retries=retries, backoff_s=backoff_s, api_key=api_key, transport=transport)
+    defaults = ClientOptions(timeout_s=300.0, in_flight=16)
 
     # ---- Generator protocol ----
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Unpack
 from urllib.parse import quote
 
-import httpx
-
-from selfspec.clients.base import ServiceClient
+from selfspec.clients.base import ClientOptions, ServiceClient
 from selfspec.types import Document, RetrievedDoc
 
 # Documents per POST: well under the service's body limit for passages of a few KB. Writes are
@@ -19,20 +18,8 @@ class HttpRetriever(ServiceClient):
 
     service = "retriever"
 
-    def __init__(
-        self,
-        base_url: str,
-        index: str,
-        *,
-        timeout: float = 30.0,
-        retries: int = 4,
-        in_flight: int = 8,
-        backoff_s: float = 0.5,
-        api_key: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(base_url, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), in_flight=in_flight,
-                         retries=retries, backoff_s=backoff_s, api_key=api_key, transport=transport)
+    def __init__(self, base_url: str, index: str, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(base_url, **options)
         self.index = index
 
     @property

@@ -111,7 +111,7 @@ def _target(
     index: str, *, data_dir: Path, backend: BackendName, url: str | None, es_url: str | None, retries: int
 ) -> _IndexTarget:
     if url:
-        return HttpRetriever(url, index, timeout=120.0, retries=retries, api_key=ServiceTokens().service)
+        return HttpRetriever(url, index, timeout_s=120.0, retries=retries, api_key=ServiceTokens().service)
     return IndexHandle(build_backend(_settings(backend=backend, data_dir=data_dir, es_url=es_url)), index)
 
 

@@ -83,7 +83,7 @@ async def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=120) as http:
-            retriever = HttpRetriever("http://localhost", f"{prefix}-biomed", transport=transport, timeout=120)
+            retriever = HttpRetriever("http://localhost", f"{prefix}-biomed", transport=transport, timeout_s=120)
             created = await retriever.ensure_index()
             # Hybrid opens the indexes the bm25 and dense cases built in the shared dir (when they ran).
             assert created or request.param == "embedded-hybrid"
