@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 
 from selfspec.prompts import render
@@ -44,6 +43,3 @@ def clean_response(text: str) -> str:
         text = text.split(stop, 1)[0]
     return text.strip()
 
-
-def prompt_digest(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
