@@ -11,7 +11,6 @@ card, and the evaluation table once the run has evaluated the adapter.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
+from selfspec.files import file_sha256
 from selfspec.prompts import PROMPTS_DIR, template_hash
 from selfspec.settings import RunConfig
 from selfspec.types import AdapterRef, EvalResult
@@ -71,14 +71,6 @@ class DatasetFacts:
     counts: RoundCounts
     adapter: AdapterRef | None = None  # the adapter that wrote the responses (rounds >= 2)
     review: ReviewCounts | None = None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def size_category(rows: int) -> str:

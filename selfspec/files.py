@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash or a concurrent reader never sees half a file under the final name.
+"""Atomic file writes (a crash or a concurrent reader never sees half a file under its final name) and hashes.
 
 The temporary file sits next to the target (same filesystem, so the rename is atomic) under a name
 `mkstemp` makes unique, so two writers (threads or processes) of one path never share a temporary.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import os
 import shutil
 import tempfile
@@ -49,6 +50,15 @@ def atomic_open(path: Path) -> Iterator[IO[str]]:
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_text_atomic(path: Path, text: str) -> None:

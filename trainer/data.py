@@ -9,13 +9,13 @@ prompt, so the loss is computed on the response (and its EOS) only.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selfspec.errors import InputFileError
+from selfspec.files import file_sha256
 from selfspec.jsonl import iter_jsonl_lines, read_jsonl
 from selfspec.prompts import render
 from selfspec.types import SFTRecord
@@ -30,11 +30,7 @@ PROMPT_NAME = "alpaca"
 
 def dataset_sha256(path: Path) -> str:
     """Hex sha256 of the dataset file's bytes: the identity an adapter is trained from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def load_sft_records(path: Path) -> list[SFTRecord]:
