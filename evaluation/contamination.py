@@ -8,7 +8,6 @@ whole token sequence occurs in the dataset.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluation.schema import EvalItem
-from selfspec.errors import InputFileError
-from selfspec.jsonl import iter_jsonl_lines
+from selfspec.jsonl import iter_jsonl_lines, parse_object
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +62,7 @@ class ContaminationReport:
 def dataset_texts(path: Path) -> Iterator[str]:
     """Text fields of a JSONL dataset (SFT records, samples, instructions or seeds; chat messages too)."""
     for number, line in iter_jsonl_lines(Path(path)):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputFileError(str(path), number, f"invalid JSON: {err.msg}") from err
-        if not isinstance(row, dict):
-            raise InputFileError(str(path), number, "expected a JSON object")
+        row = parse_object(Path(path), number, line)
         for key in TEXT_FIELDS:
             if isinstance(row.get(key), str) and row[key]:
                 yield row[key]

@@ -35,13 +35,19 @@ def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, text
 
 
-def parse_line(path: Path, number: int, text: str, model: type[M]) -> M:
+def parse_object(path: Path, number: int, text: str) -> dict[str, Any]:
+    """One line's JSON object; anything else raises InputFileError naming file:line."""
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputFileError(str(path), number, f"invalid JSON: {err.msg} at column {err.colno}") from err
     if not isinstance(payload, dict):
         raise InputFileError(str(path), number, "expected a JSON object")
+    return payload
+
+
+def parse_line(path: Path, number: int, text: str, model: type[M]) -> M:
+    payload = parse_object(path, number, text)
     try:
         return model.model_validate(payload)
     except ValidationError as err:
