@@ -246,18 +246,10 @@ class GenerationEngine:
             raise ContextLengthExceeded(self.max_model_len, len(prompt_ids))
         params = dataclasses.replace(params, max_tokens=min(params.max_tokens, room))
         loop = asyncio.get_running_loop()
-        with self._lock:
-            if self._pending >= self.max_queue:
-                raise BackendOverloaded(429, f"generation queue is full ({self.max_queue} requests)")
-            self._pending += 1
         adapter = None if model == self.served_name else model
-        job = _Job(prompt_ids, adapter, params, loop, loop.create_future(), on_delta)
-        self._queue.put(job)
-        try:
-            return await job.future
-        finally:
-            with self._lock:
-                self._pending -= 1
+        result: GenerationResult = await self._submit(
+            _Job(prompt_ids, adapter, params, loop, loop.create_future(), on_delta))
+        return result
 
     async def prompt_logprobs(self, prompts: list[list[int]], *, model: str, top_k: int) -> list[PromptLogprobs]:
         """Log-probability, rank and top-k of every prompt token after the first, as vLLM's
@@ -285,12 +277,16 @@ class GenerationEngine:
     async def _submit_scoring(self, rows: list[list[int]], model: str,
                               work: Callable[[torch.Tensor, Head], Any]) -> Any:
         loop = asyncio.get_running_loop()
+        adapter = None if model == self.served_name else model
+        return await self._submit(_ScoreJob(rows, adapter, work, loop, loop.create_future()))
+
+    async def _submit(self, job: _Job | _ScoreJob) -> Any:
+        """Queue `job` for the engine thread and await its answer; BackendOverloaded (429) when
+        `max_queue` requests are already waiting or running."""
         with self._lock:
             if self._pending >= self.max_queue:
                 raise BackendOverloaded(429, f"generation queue is full ({self.max_queue} requests)")
             self._pending += 1
-        adapter = None if model == self.served_name else model
-        job = _ScoreJob(rows, adapter, work, loop, loop.create_future())
         self._queue.put(job)
         try:
             return await job.future
