@@ -36,6 +36,23 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 8300
 
 
+# The status of each error, answered as {"detail": message}; an error not listed takes its nearest listed
+# base class's (an AdapterConflict is an AdapterError, but 409).
+ERROR_STATUS: dict[type[SelfSpecError], int] = {
+    JobNotFound: status.HTTP_404_NOT_FOUND,
+    AdapterConflict: status.HTTP_409_CONFLICT,
+    ConfigError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    InputFileError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    AdapterError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    SelfSpecError: status.HTTP_500_INTERNAL_SERVER_ERROR,
+}
+
+
+async def _selfspec_error(request: Request, exc: Exception) -> JSONResponse:
+    code = next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
+    return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
 def _request_model() -> type[BaseModel]:
     fields: dict[str, Any] = {
         name: (hint, Field(default, description=help_text))
@@ -105,23 +122,8 @@ def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner 
 
     app = FastAPI(title="selfspec trainer", lifespan=lifespan)
 
-    @app.exception_handler(JobNotFound)
-    async def _missing(request: Request, exc: JobNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
-
-    @app.exception_handler(AdapterConflict)
-    async def _conflict(request: Request, exc: AdapterConflict) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
-
-    @app.exception_handler(ConfigError)
-    @app.exception_handler(InputFileError)
-    @app.exception_handler(AdapterError)
-    async def _invalid(request: Request, exc: SelfSpecError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-    @app.exception_handler(SelfSpecError)
-    async def _internal(request: Request, exc: SelfSpecError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    for error in ERROR_STATUS:
+        app.add_exception_handler(error, _selfspec_error)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

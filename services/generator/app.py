@@ -164,11 +164,8 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (), max_bo
         return _error(404, str(exc), "NotFoundError")
 
     @app.exception_handler(AdapterConflict)
-    async def _conflict(request: Request, exc: AdapterConflict) -> JSONResponse:
-        return _error(400, str(exc), "InvalidUserInput")
-
     @app.exception_handler(AdapterInvalid)
-    async def _invalid(request: Request, exc: AdapterInvalid) -> JSONResponse:
+    async def _invalid(request: Request, exc: AdapterConflict | AdapterInvalid) -> JSONResponse:
         return _error(400, str(exc), "InvalidUserInput")
 
     @app.exception_handler(SelfSpecError)
