@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
@@ -249,9 +249,9 @@ def check_dataset_card(folder: Path) -> DatasetCard:
     that ship with `datasets` (size categories, languages, task ids) and its `configs` against the files."""
     from datasets.utils.metadata import known_task_ids
 
-    card = DatasetCard.load(folder / "README.md")
+    card: DatasetCard = DatasetCard.load(folder / "README.md")
     data = card.data.to_dict()
-    resources = Path(__import__("datasets").__file__).parent / "utils/resources"
+    resources = Path(cast(str, __import__("datasets").__file__)).parent / "utils/resources"
     sizes = set(json.loads((resources / "size_categories.json").read_text()))
     languages = set(json.loads((resources / "languages.json").read_text()))
     problems = [f"size_categories {s!r}" for s in data.get("size_categories", []) if s not in sizes]
@@ -344,7 +344,7 @@ def write_adapter_evaluation(adapter_dir: Path, results: Sequence[EvalResult]) -
 
 def check_adapter_card(adapter_dir: Path) -> ModelCard:
     """Parse the adapter's README.md as a ModelCard; PEFT's fields must be there."""
-    card = ModelCard.load(adapter_dir / "README.md")
+    card: ModelCard = ModelCard.load(adapter_dir / "README.md")
     if card.data.library_name != "peft" or not card.data.base_model:
         raise ValueError(f"{adapter_dir / 'README.md'}: not a PEFT model card (library_name, base_model)")
     return card
