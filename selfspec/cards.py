@@ -250,7 +250,8 @@ def check_dataset_card(folder: Path) -> DatasetCard:
     from datasets.utils.metadata import known_task_ids
 
     card: DatasetCard = DatasetCard.load(folder / "README.md")
-    data = card.data.to_dict()
+    # huggingface_hub leaves CardData.to_dict unannotated
+    data: dict[str, Any] = card.data.to_dict()  # type: ignore[no-untyped-call]
     resources = Path(cast(str, __import__("datasets").__file__)).parent / "utils/resources"
     sizes = set(json.loads((resources / "size_categories.json").read_text()))
     languages = set(json.loads((resources / "languages.json").read_text()))
@@ -345,6 +346,7 @@ def write_adapter_evaluation(adapter_dir: Path, results: Sequence[EvalResult]) -
 def check_adapter_card(adapter_dir: Path) -> ModelCard:
     """Parse the adapter's README.md as a ModelCard; PEFT's fields must be there."""
     card: ModelCard = ModelCard.load(adapter_dir / "README.md")
-    if card.data.library_name != "peft" or not card.data.base_model:
+    data = cast(ModelCardData, card.data)  # RepoCard types .data as the base CardData
+    if data.library_name != "peft" or not data.base_model:
         raise ValueError(f"{adapter_dir / 'README.md'}: not a PEFT model card (library_name, base_model)")
     return card
