@@ -147,7 +147,7 @@ def create_app(engine: GenerationEngine, *, api_keys: Sequence[str] = (), max_bo
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first["loc"][1:]) or None
         return _error(400, f"{param}: {first['msg']}" if param else first["msg"], "BadRequestError", param)
 

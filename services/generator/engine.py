@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import (
@@ -225,7 +225,8 @@ class GenerationEngine:
         return list(self.tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"])
 
     def tokenize_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # tokenize=False: the rendered text (transformers types the result as every return kind)
+        text = cast(str, self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         return self.tokenize_prompt(text, add_special_tokens=False)
 
     def knows_model(self, name: str) -> bool:
@@ -477,7 +478,7 @@ class GenerationEngine:
                 if token in eos_ids:
                     new_ids, finish = new_ids[:pos], "stop"
                     break
-            text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+            text = cast(str, self.tokenizer.decode(new_ids, skip_special_tokens=True))  # one sequence: one str
             text, stopped = _cut_at_stop(text, job.params.stop)
             if stopped:
                 finish = "stop"
