@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from orchestrator.circuit import Circuit
 from orchestrator.pipeline.decontamination import Screen, build_screen, screen_records
@@ -47,10 +47,9 @@ class AdapterTrainer(Protocol):
                             init_adapter: Path | None) -> AdapterRef: ...
 
 
-class ServingGenerator(Protocol):
-    async def complete(self, prompt: str, *, model: str, params: SamplingParams) -> Any: ...
-    async def list_models(self) -> list[str]: ...
-    async def health(self) -> bool: ...
+class ServingGenerator(Generator, Protocol):
+    """The run's generator: it also hot-loads each round's adapter."""
+
     async def load_adapter(self, name: str, path: str) -> None: ...
 
 

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -29,6 +29,7 @@ from selfspec.types import DocRef, Instruction, RetrievedDoc, Sample, SamplingPa
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Worker = Callable[[], Coroutine[Any, Any, None]]  # a queue worker loop, run as a task
 MAX_PROMPTS_PER_TARGET = 40  # give up if instruction generation yields almost nothing usable
 NEW_TASKS_PER_PROMPT = 5  # the completion is stopped after this many new list items
 # Before a round has evidence of its own, assume one usable instruction per prompt (the demo's Gemma round 1
@@ -363,7 +364,7 @@ class RoundRunner:
         if self.ok >= self.spec.target:
             self.finished = True
         else:
-            workers: list[Callable[[], Awaitable[None]]] = [self._response_worker] * gen.response_workers
+            workers: list[Worker] = [self._response_worker] * gen.response_workers
             if self.spec.instructions == "generate":
                 workers += [self._instruction_worker] * gen.instruction_workers
             elif self._queue.qsize() == 0:
@@ -374,14 +375,14 @@ class RoundRunner:
         gated = self.store.gate_counts(self.spec.run_id, self.spec.round)
         return RoundResult(self.ok, self.failed, self.kept, self.prompts, time.monotonic() - started, verdicts, gated)
 
-    async def _run_until_finished(self, workers: list[Callable[[], Awaitable[None]]]) -> None:
+    async def _run_until_finished(self, workers: list[Worker]) -> None:
         tasks = [asyncio.create_task(w(), name=f"{w.__name__}-{i}") for i, w in enumerate(workers)]
         try:
             while not self.finished:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
                 for task in done:
-                    if task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+                    if (error := task.exception()) is not None:
+                        raise error
                 if self.spec.instructions == "reuse" and self._queue.qsize() == 0 and self._all_idle(tasks):
                     break
         finally:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.store import RunStore
 from selfspec.auth import ServiceTokens
@@ -22,6 +23,9 @@ from selfspec.clients.protocols import Retriever
 from selfspec.corpus import checked_corpus
 from selfspec.settings import RunConfig
 from selfspec.types import AdapterRef
+
+if TYPE_CHECKING:
+    from trainer.jobs import TrainingJobRunner
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ class Services:
 class LocalAdapterTrainer:
     """AdapterTrainer over the trainer's job runner: the trainer service when configured, else a local subprocess."""
 
-    def __init__(self, config: RunConfig, runner: object | None = None) -> None:
+    def __init__(self, config: RunConfig, runner: TrainingJobRunner | None = None) -> None:
         self.config = config
         if runner is None and config.services.trainer_url:
             from trainer.client import HttpTrainerClient
@@ -51,7 +55,7 @@ class LocalAdapterTrainer:
             from trainer.jobs import LocalSubprocessRunner
 
             runner = LocalSubprocessRunner(config.data_dir / "jobs")
-        self.runner = runner
+        self.runner: TrainingJobRunner = runner
 
     async def train_adapter(self, *, dataset: Path, name: str, round: int, run_id: str,
                             init_adapter: Path | None) -> AdapterRef:
@@ -66,9 +70,9 @@ class LocalAdapterTrainer:
             output_dir=config.adapters_dir / name, adapter_name=name, round=round, run_id=run_id,
             init_adapter=init_adapter, cache_dir=cache_dir,
         )
-        job_id = await self.runner.submit(train_config)  # type: ignore[attr-defined]
+        job_id = await self.runner.submit(train_config)
         log.info("training %s as job %s", name, job_id)
-        return await wait_for_job(self.runner, job_id, poll_s=1.0)  # type: ignore[arg-type]
+        return await wait_for_job(self.runner, job_id, poll_s=1.0)
 
 
 async def ensure_index(retriever: Retriever, corpus: Path) -> int:

@@ -124,10 +124,10 @@ def load_sweep(path: Path) -> Sweep:
         spec = SweepFile.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{path}: {describe_validation_error(err)}") from err
-    for key, values in spec.grid.items():
-        if not values:
+    for key, choices in spec.grid.items():
+        if not choices:
             raise ConfigError(f"{path}: [grid.{key}] needs at least one value")
-        if len(set(map(repr, values))) != len(values):
+        if len(set(map(repr, choices))) != len(choices):
             raise ConfigError(f"{path}: [grid.{key}] repeats a value")
         if key in spec.sweep.overrides:
             raise ConfigError(f"{path}: {key} is both in [sweep.overrides] and [grid]")
@@ -136,8 +136,7 @@ def load_sweep(path: Path) -> Sweep:
     for combo in itertools.product(*spec.grid.values()):
         values = dict(zip(spec.grid, combo, strict=True))
         label = _label(values)
-        overrides = {**spec.sweep.overrides, **values, "run.name": f"{spec.sweep.name}-{label}"[:64]}
-        overrides["run.name"] = _safe_name(overrides["run.name"])
+        overrides = {**spec.sweep.overrides, **values, "run.name": _safe_name(f"{spec.sweep.name}-{label}"[:64])}
         try:
             config = load_config(base_path, overrides)
         except ConfigError as err:

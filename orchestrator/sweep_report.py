@@ -90,8 +90,8 @@ def findings(sweep: Sweep, outcomes: Sequence[VariantOutcome], results: Sequence
         if key not in sweep.grid:
             continue
         for group in _groups(sweep, outcomes, key):
-            scored = [(value, _macro(results, o.final_model, shots)) for value, o in group.items()]
-            scored = [(value, r) for value, r in scored if r is not None]
+            scored = [(value, r) for value, o in group.items()
+                      if (r := _macro(results, o.final_model, shots)) is not None]
             if len(scored) < 2:
                 continue
             best_value, best = max(scored, key=lambda item: item[1].value)

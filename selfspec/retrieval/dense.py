@@ -64,7 +64,10 @@ class Embedder:
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         # sentence-transformers 6 renamed the method; 5.x only has the old name.
         dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dims = int(dimension())
+        dims = dimension()
+        if dims is None:
+            raise ConfigError(f"[retrieval.dense_model] {path}: the model does not state its embedding dimension")
+        self.dims = int(dims)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -191,7 +194,10 @@ class _atomic:  # noqa: N801 - used like open()
         self.tmp = path.with_name(path.name + ".tmp")
 
     def __enter__(self) -> Any:
-        self.handle = open(self.tmp, self.mode, **({} if "b" in self.mode else {"encoding": "utf-8"}))  # noqa: SIM115
+        if "b" in self.mode:
+            self.handle = open(self.tmp, self.mode)  # noqa: SIM115
+        else:
+            self.handle = open(self.tmp, self.mode, encoding="utf-8")  # noqa: SIM115
         return self.handle
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
