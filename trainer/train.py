@@ -56,6 +56,7 @@ from trainer.progress import ProgressTracker, TrainProgress, write_progress_file
 from trainer.protocol import JobResult
 
 if TYPE_CHECKING:
+    from peft import LoraConfig
     from transformers import PreTrainedModel, TrainerControl, TrainerState, TrainingArguments
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def _train(config: TrainConfig, *, records: list[SFTRecord], sha: str, started: 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     dataset = build_dataset(records, eos_token=tokenizer.eos_token, expected_round=config.round)
     model = load_model(base_path, config, cuda=cuda)
-    peft_config = config.to_lora_config()
+    peft_config: LoraConfig | None = config.to_lora_config()
     if config.init_adapter is not None:
         model = _from_adapter(model, config)
         peft_config = None  # the init adapter brings its own LoRA config
