@@ -1,245 +1,45 @@
-"""The run store: runs, prompts, instructions, samples, events and adapters in SQL (SQLite WAL by default).
-
-Every item is committed before it counts, and every item has an idempotent key, so a retried or
-resumed write can never create a second row (INSERT ... ON CONFLICT DO NOTHING).
-"""
+"""`RunStore`: typed access to the run store (orchestrator/store/__init__.py says what it keeps)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
-from selfspec.errors import RunNotFound, SelfSpecError
-from selfspec.types import AdapterRef, DocRef, Instruction, Sample
+from orchestrator.store.records import (
+    AdapterRecord,
+    EvaluationRecord,
+    RunIdConflict,
+    RunRecord,
+    jsonable,
+    sample_from_row,
+    utc_now,
+)
+from orchestrator.store.review import ReviewQueries
+from orchestrator.store.tables import (
+    adapters,
+    evaluations,
+    events,
+    idempotency_keys,
+    instructions,
+    open_engine,
+    prompts,
+    runs,
+    samples,
+)
+from selfspec.errors import RunNotFound
+from selfspec.types import Instruction, Sample
 
 log = logging.getLogger(__name__)
 
-metadata = MetaData()
 
-runs = Table(
-    "runs", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("name", String(128), nullable=False),
-    Column("config", JSON, nullable=False),
-    # pending|running|paused|awaiting_review|completed|failed|cancelled
-    Column("status", String(16), nullable=False),
-    Column("phase", String(32), nullable=False),
-    Column("round", Integer, nullable=False, default=1),
-    Column("reason", Text, nullable=False, default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-
-prompts = Table(
-    "prompts", metadata,
-    Column("run_id", String(64), ForeignKey("runs.id"), primary_key=True),
-    Column("round", Integer, primary_key=True),
-    Column("idx", Integer, primary_key=True),
-    Column("n_candidates", Integer, nullable=False),
-    Column("completion_tokens", Integer, nullable=False, default=0),
-)
-
-instructions = Table(
-    "instructions", metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("id", String(128), nullable=False, unique=True),
-    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
-    Column("round", Integer, nullable=False),
-    Column("text", Text, nullable=False),
-    Column("input", Text, nullable=False),
-    Column("seed_ids", JSON, nullable=False),
-    Column("prompt_name", String(64), nullable=False),
-    Column("verdict", String(32), nullable=False),
-    Column("reason", Text, nullable=False),
-    Index("ix_instructions_run_round_verdict", "run_id", "round", "verdict"),
-)
-
-samples = Table(
-    "samples", metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("id", String(160), nullable=False, unique=True),
-    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
-    Column("round", Integer, nullable=False),
-    Column("instruction_id", String(128), nullable=False, unique=True),
-    Column("instruction", Text, nullable=False),
-    Column("input", Text, nullable=False),
-    Column("response", Text, nullable=False),
-    # ok | failed | a response gate's name (orchestrator/pipeline/gates.py GATES); error holds the reason
-    Column("status", String(16), nullable=False),
-    Column("error", Text, nullable=False, default=""),
-    Column("retrieved", JSON, nullable=False),
-    Column("model", String(128), nullable=False),
-    Column("prompt_name", String(64), nullable=False),
-    Column("prompt_hash", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Index("ix_samples_run_round_status", "run_id", "round", "status"),
-)
-
-events = Table(
-    "events", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(64), nullable=False, index=True),
-    Column("ts", DateTime(timezone=True), nullable=False),
-    Column("type", String(32), nullable=False),
-    Column("data", JSON, nullable=False),
-)
-
-adapters = Table(
-    "adapters", metadata,
-    Column("name", String(128), primary_key=True),
-    Column("run_id", String(64), nullable=False),
-    Column("round", Integer, nullable=False),
-    Column("path", Text, nullable=False),
-    Column("manifest", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-# Review (orchestrator/review.py): a reviewed sample's current state, one row per sample. Every change is
-# also a `review` event (who, when, what), so this table is the latest state and the events its history.
-sample_reviews = Table(
-    "sample_reviews", metadata,
-    Column("sample_id", String(160), primary_key=True),
-    Column("run_id", String(64), nullable=False),
-    Column("round", Integer, nullable=False),
-    Column("decision", String(16), nullable=True),  # rejected | restored | NULL: the gates decide
-    Column("response", Text, nullable=True),  # an edited response; NULL: the response as generated
-    Column("updated_by", String(128), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Index("ix_sample_reviews_run_round", "run_id", "round"),
-)
-
-# A round a reviewer approved (`rounds.review`): the run goes on to export and train it.
-review_approvals = Table(
-    "review_approvals", metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("round", Integer, primary_key=True),
-    Column("approved_by", String(128), nullable=False),
-    Column("approved_at", DateTime(timezone=True), nullable=False),
-)
-
-# `Idempotency-Key` of POST /v1/runs: a retried request returns the run the first one created.
-idempotency_keys = Table(
-    "idempotency_keys", metadata,
-    Column("key", String(255), primary_key=True),
-    Column("run_id", String(64), nullable=False),
-    Column("request_sha256", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-evaluations = Table(
-    "evaluations", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("run_id", String(64), nullable=True),
-    Column("status", String(16), nullable=False),
-    Column("request", JSON, nullable=False),
-    Column("results", JSON, nullable=False),
-    Column("report_path", Text, nullable=False, default=""),
-    Column("error", Text, nullable=False, default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    """A JSON column value: datetimes, paths and the like stored as their text."""
-    return dict(json.loads(json.dumps(data, default=str)))
-
-
-class RunIdConflict(SelfSpecError):
-    """A new run's id is already taken."""
-
-
-class _Record(BaseModel):
-    """A row of the store as read back (datetimes as the database hands them: SQLite's are naive UTC)."""
-
-    model_config = ConfigDict(frozen=True)
-
-
-class RunRecord(_Record):
-    id: str
-    name: str
-    config: dict[str, Any]  # the run's config as submitted (`RunConfig.model_dump(mode="json")`)
-    status: str  # pending|running|paused|awaiting_review|completed|failed|cancelled
-    phase: str
-    round: int
-    reason: str
-    created_at: datetime
-    updated_at: datetime
-
-
-class AdapterRecord(_Record):
-    name: str
-    run_id: str
-    round: int
-    path: str
-    manifest: dict[str, Any]  # the trainer's `AdapterRef`, as JSON
-    created_at: datetime
-
-    def ref(self) -> AdapterRef:
-        return AdapterRef.model_validate({**self.manifest, "name": self.name, "path": self.path, "round": self.round})
-
-
-class EvaluationRecord(_Record):
-    id: str
-    run_id: str | None
-    status: str  # pending|running|completed|failed
-    request: dict[str, Any]  # the EvaluationRequest, as JSON
-    results: list[dict[str, Any]]  # EvalResult.model_dump(mode="json") each
-    report_path: str
-    error: str
-    created_at: datetime
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode survives a process kill (only an OS crash can lose the last commits).
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
-def open_engine(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine)
-    return engine
-
-
-class RunStore:
+class RunStore(ReviewQueries):
     """Typed access to the run store; all writes are single transactions."""
 
     def __init__(self, url: str) -> None:
@@ -259,7 +59,7 @@ class RunStore:
 
     def create_run(self, run_id: str, name: str, config: dict[str, Any]) -> None:
         """Register a new run; `RunIdConflict` when the id is taken (never silently the old run)."""
-        now = _now()
+        now = utc_now()
         with self.engine.begin() as conn:
             inserted = conn.execute(self._insert(runs).values(
                 id=run_id, name=name, config=config, status="pending", phase="created", round=1,
@@ -278,7 +78,7 @@ class RunStore:
     def record_idempotency_key(self, key: str, run_id: str, request_sha256: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(idempotency_keys.insert().values(key=key, run_id=run_id, request_sha256=request_sha256,
-                                                          created_at=_now()))
+                                                          created_at=utc_now()))
 
     def get_run(self, run_id: str) -> RunRecord:
         with self.engine.connect() as conn:
@@ -300,7 +100,7 @@ class RunStore:
 
     def set_status(self, run_id: str, status: str, *, phase: str | None = None, round: int | None = None,
                    reason: str = "") -> None:
-        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": _now()}
+        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": utc_now()}
         if phase is not None:
             values["phase"] = phase
         if round is not None:
@@ -454,26 +254,25 @@ class RunStore:
             if not page:
                 return
             for row in page:
-                yield Sample(
-                    id=row["id"], run_id=row["run_id"], round=row["round"], instruction_id=row["instruction_id"],
-                    instruction=row["instruction"], input=row["input"], response=row["response"],
-                    retrieved=tuple(DocRef(**d) for d in row["retrieved"]), model=row["model"],
-                    prompt_name=row["prompt_name"], prompt_hash=row["prompt_hash"], created_at=row["created_at"],
-                )
+                yield sample_from_row(row)
             after = page[-1]["seq"]
 
     # ---- events ----
 
     def _event(self, conn: Any, run_id: str, kind: str, data: dict[str, Any]) -> None:
-        conn.execute(self._insert_event, {"run_id": run_id, "ts": _now(), "type": kind, "data": _jsonable(data)})
+        conn.execute(self._insert_event, {"run_id": run_id, "ts": utc_now(), "type": kind, "data": jsonable(data)})
 
     def add_event(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
             self._event(conn, run_id, kind, data)
 
-    def events_after(self, run_id: str, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
-        query = (select(events).where(events.c.run_id == run_id, events.c.id > after_id)
-                 .order_by(events.c.id).limit(limit))
+    def events_after(self, run_id: str, after_id: int = 0, limit: int = 500, *,
+                     kind: str | None = None) -> list[dict[str, Any]]:
+        """The run's events after `after_id`, oldest first; with `kind`, that type's only."""
+        query = select(events).where(events.c.run_id == run_id, events.c.id > after_id)
+        if kind is not None:
+            query = query.where(events.c.type == kind)
+        query = query.order_by(events.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
@@ -482,8 +281,8 @@ class RunStore:
     def record_adapter(self, run_id: str, round: int, name: str, path: str, manifest: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
             conn.execute(self._insert(adapters).values(
-                name=name, run_id=run_id, round=round, path=path, manifest=_jsonable(manifest),
-                created_at=_now(),
+                name=name, run_id=run_id, round=round, path=path, manifest=jsonable(manifest),
+                created_at=utc_now(),
             ).on_conflict_do_nothing())
             self._event(conn, run_id, "adapter", {"name": name, "round": round, "path": path})
 
@@ -506,7 +305,7 @@ class RunStore:
         with self.engine.begin() as conn:
             conn.execute(evaluations.insert().values(
                 id=eval_id, run_id=run_id, status="pending", request=request, results=[], report_path="",
-                error="", created_at=_now()))
+                error="", created_at=utc_now()))
 
     def get_evaluation(self, eval_id: str) -> EvaluationRecord | None:
         with self.engine.connect() as conn:
