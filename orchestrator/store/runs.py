@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -168,11 +168,7 @@ class RunStore(ReviewQueries):
                 raise KeyError(f"instruction {instruction_id!r} not found")
 
     def verdict_counts(self, run_id: str, round: int | None = None) -> dict[str, int]:
-        query = select(instructions.c.verdict, func.count()).where(instructions.c.run_id == run_id)
-        if round is not None:
-            query = query.where(instructions.c.round == round)
-        with self.engine.connect() as conn:
-            return {v: n for v, n in conn.execute(query.group_by(instructions.c.verdict))}
+        return self._count_by(instructions, "verdict", run_id, round)
 
     # ---- samples ----
 
@@ -199,11 +195,15 @@ class RunStore(ReviewQueries):
             return {r[0] for r in rows}
 
     def sample_counts(self, run_id: str, round: int | None = None) -> dict[str, int]:
-        query = select(samples.c.status, func.count()).where(samples.c.run_id == run_id)
+        return self._count_by(samples, "status", run_id, round)
+
+    def _count_by(self, table: Table, column: str, run_id: str, round: int | None) -> dict[str, int]:
+        """The run's rows of `table` (one round's, with `round`) counted by their value of `column`."""
+        query = select(table.c[column], func.count()).where(table.c.run_id == run_id)
         if round is not None:
-            query = query.where(samples.c.round == round)
+            query = query.where(table.c.round == round)
         with self.engine.connect() as conn:
-            return {s: n for s, n in conn.execute(query.group_by(samples.c.status))}
+            return {value: n for value, n in conn.execute(query.group_by(table.c[column]))}
 
     def gate_counts(self, run_id: str, round: int | None = None) -> dict[str, int]:
         """Gated responses by gate name, plus kept samples whose judge reply had no score."""
