@@ -41,8 +41,10 @@ test: models
 test-all: models
 	$(BIN)/pytest -q
 
+# mypy: selfspec/ and orchestrator/ strict, services/ trainer/ evaluation/ at the default level ([tool.mypy]).
 lint: install
 	$(BIN)/ruff check selfspec services orchestrator trainer evaluation tests bench
+	$(BIN)/mypy selfspec services orchestrator trainer evaluation
 
 clean:
 	rm -rf $(VENV) .selfspec .pytest_cache
