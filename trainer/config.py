@@ -226,7 +226,7 @@ class TrainConfig:
         import torch
         from transformers import BitsAndBytesConfig
 
-        return BitsAndBytesConfig(
+        return BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # transformers leaves its __init__ unannotated
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,

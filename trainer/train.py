@@ -162,7 +162,7 @@ def load_model(base_path: Path, config: TrainConfig, *, cuda: bool) -> PreTraine
     if quantization is not None:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]  # unannotated in peft
             model, use_gradient_checkpointing=config.use_gradient_checkpointing(cuda=cuda)
         )
     return model
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     try:
         config, known = _parse(argv)
     except SelfSpecError as err:

@@ -207,7 +207,8 @@ class GenerationEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+        # transformers' PreTrainedModel.eval() has no annotations
+        self.model: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()  # type: ignore[no-untyped-call]
         self.adapters: dict[str, str] = {}  # name -> path
         self.created = int(time.time())
         self._queue: queue.Queue[_Job | _ScoreJob | _AdminOp | None] = queue.Queue()

@@ -43,7 +43,7 @@ def output_head(model: Any, softcap: float | None) -> Head:
         raise ValueError("model has no output embeddings")
 
     def head(hidden: torch.Tensor) -> torch.Tensor:
-        logits = lm_head(hidden).float()
+        logits: torch.Tensor = lm_head(hidden).float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         return logits
