@@ -41,7 +41,7 @@ test: models
 test-all: models
 	$(BIN)/pytest -q
 
-# mypy: selfspec/ and orchestrator/ strict, services/ trainer/ evaluation/ at the default level ([tool.mypy]).
+# mypy --strict ([tool.mypy]) on the packages; tests/ and bench/ are not strict-clean yet.
 lint: install
 	$(BIN)/ruff check selfspec services orchestrator trainer evaluation tests bench
 	$(BIN)/mypy selfspec services orchestrator trainer evaluation
