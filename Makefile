@@ -41,10 +41,10 @@ test: models
 test-all: models
 	$(BIN)/pytest -q
 
-# mypy --strict ([tool.mypy]) on the packages; tests/ and bench/ are not strict-clean yet.
+# mypy --strict ([tool.mypy]) on the packages and bench/; tests/ is not strict-clean yet.
 lint: install
 	$(BIN)/ruff check selfspec services orchestrator trainer evaluation tests bench
-	$(BIN)/mypy selfspec services orchestrator trainer evaluation
+	$(BIN)/mypy selfspec services orchestrator trainer evaluation bench
 
 clean:
 	rm -rf $(VENV) .selfspec .pytest_cache

@@ -39,6 +39,7 @@ from selfspec.clients.openai_compat import OpenAICompatGenerator  # noqa: E402
 from selfspec.processes import ManagedServer, child_env, free_port  # noqa: E402
 from selfspec.seeds import load_seeds  # noqa: E402
 from selfspec.settings import FiltersSection, RunConfig, load_config  # noqa: E402
+from selfspec.types import SeedTask  # noqa: E402
 from services.generator.launcher import embedded_generator_command  # noqa: E402
 
 SEEDS = load_seeds(REPO / "seeds/biomedical.jsonl")
@@ -141,7 +142,7 @@ def p1(samples: int) -> None:
     print(f"P1 engine/bare throughput ratio = {bare / engine:.2f} (goal >= 0.9); engine vs serial = {serial / engine:.2f}x")
 
 
-async def engine_responses(url: str, model: str, items: list, concurrency: int) -> float:
+async def engine_responses(url: str, model: str, items: list[SeedTask], concurrency: int) -> float:
     """The engine's response stage on given instructions (reuse mode), k=0 like the bare client."""
     from selfspec.types import Instruction
 

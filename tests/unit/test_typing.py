@@ -1,4 +1,4 @@
-"""The packages stay mypy-strict clean (pyproject's [tool.mypy]; `make lint` runs the same check).
+"""The packages and bench/ stay mypy-strict clean (pyproject's [tool.mypy]; `make lint` runs the same check).
 
 mypy keeps its incremental cache in pytest's cache dir (.pytest_cache/d/mypy, or the test's tmp dir under
 `-p no:cacheprovider`): a cold run takes ~40-70 s on two cores, a warm one a few seconds.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STRICT_PACKAGES = ("selfspec", "services", "orchestrator", "trainer", "evaluation")
+STRICT_PACKAGES = ("selfspec", "services", "orchestrator", "trainer", "evaluation", "bench")
 TIMEOUT_S = 600  # a cold cache on a busy machine; a hang, not a slow run, is what this guards against
 
 
