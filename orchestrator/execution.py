@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.driver import RunDriver, RunSummary
+from orchestrator.dry_run import estimate_vs_actual
 from orchestrator.runner import ProgressSink
 from orchestrator.services import LocalAdapterTrainer, Services
 from selfspec.cards import write_adapter_evaluation
@@ -51,6 +52,8 @@ class RunEvaluation:
 class RunOutcome:
     summary: RunSummary
     evaluation: RunEvaluation | None = None  # None: not asked, awaiting review, no eval tasks or no adapter
+    # (phase, estimated s, actual s) rows when a dry run of this config left an estimate
+    estimate: list[dict[str, Any]] | None = None
 
 
 def build_driver(config: RunConfig, services: Services, *, seeds: list[SeedTask] | None = None) -> RunDriver:
@@ -96,18 +99,22 @@ async def execute_and_evaluate(
     evaluate: bool = True,
     progress: ProgressFactory = no_progress,
     on_executed: Callable[[RunSummary], Awaitable[None]] | None = None,
+    services_up_s: float | None = None,
 ) -> RunOutcome:
     """Execute the run (the driver records its status), then, with `evaluate`, base and every adapter of the
     run on `eval.tasks` into `<run dir>/eval`; each adapter's card gets its rows. `on_executed` sees the
-    summary in between (the CLI prints it there). A run that pauses for review is not evaluated."""
+    summary in between (the CLI prints it there). A run that pauses for review is not evaluated.
+    `services_up_s`: how long the caller took to open the services, reported as the phase "services up"."""
     with progress() as sink:
         driver.progress = sink
         summary = await driver.execute(run_id)
+    if services_up_s is not None:
+        summary.phase_seconds = {"services up": services_up_s, **summary.phase_seconds}
     if on_executed is not None:
         await on_executed(summary)
     config = driver.config
     if not (evaluate and summary.awaiting_review is None and config.eval.tasks and summary.adapters):
-        return RunOutcome(summary)
+        return RunOutcome(summary, estimate=_record_estimate(services, config, summary))
     from evaluation.contamination import check_contamination, dataset_texts
     from evaluation.report import write_report
     from evaluation.runner import load_tasks
@@ -125,4 +132,16 @@ async def execute_and_evaluate(
     report = write_report(results, out, contamination=contamination)
     for adapter in summary.adapters.values():
         write_adapter_evaluation(Path(adapter.path), results)
-    return RunOutcome(summary, RunEvaluation(results, report, contamination))
+    return RunOutcome(summary, RunEvaluation(results, report, contamination),
+                      estimate=_record_estimate(services, config, summary))
+
+
+def _record_estimate(services: Services, config: RunConfig, summary: RunSummary) -> list[dict[str, Any]] | None:
+    """A finished run of a config that was dry-run first gets an `estimate` event: the estimate next to the
+    actual seconds per phase, for the CLI and the run page alike."""
+    if summary.awaiting_review is not None:
+        return None
+    rows = estimate_vs_actual(config, summary.phase_seconds)
+    if rows is not None:
+        services.store.add_event(summary.run_id, "estimate", {"phases": rows})
+    return rows

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.driver import RunSummary
-from orchestrator.dry_run import estimate_vs_actual, print_estimate_vs_actual
+from orchestrator.dry_run import print_estimate_vs_actual
 from orchestrator.execution import RunEvaluation, build_driver, execute_and_evaluate
 from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
 from orchestrator.services import Services, open_services
@@ -29,7 +29,8 @@ async def execute_run(config: RunConfig, *, resume: str | None, console: Console
     started = time.monotonic()
     async with open_services(config) as services:
         shown = ", ".join(redact_url(url) for url in services.generator.urls)
-        console.print(f"services up in {time.monotonic() - started:.1f}s: generator {shown}")
+        services_up_s = time.monotonic() - started
+        console.print(f"services up in {services_up_s:.1f}s: generator {shown}")
         driver = build_driver(config, services, seeds=seeds)
         run_id = resume or driver.create()
         console.print(f"run [bold]{run_id}[/] ({'resumed' if resume else 'new'}); store: {redact_url(config.database_url)}")
@@ -44,16 +45,14 @@ async def execute_run(config: RunConfig, *, resume: str | None, console: Console
                 await print_comparison(console, services, driver.held_out, config, summary)
 
         outcome = await execute_and_evaluate(driver, run_id, services=services, progress=lambda: RichProgress(console),
-                                             on_executed=report)
+                                             on_executed=report, services_up_s=services_up_s)
         summary = outcome.summary
         if summary.awaiting_review is not None:
             return summary
         if outcome.evaluation is not None:
             print_evaluation(console, outcome.evaluation, seconds=summary.phase_seconds["evaluation"])
-        comparison = estimate_vs_actual(config, summary.phase_seconds)
-        if comparison is not None:  # a dry run of this config left its estimate: show it next to the actual figures
-            print_estimate_vs_actual(console, comparison)
-            services.store.add_event(summary.run_id, "estimate", {"phases": comparison})
+        if outcome.estimate is not None:  # a dry run of this config left its estimate: next to the actual figures
+            print_estimate_vs_actual(console, outcome.estimate)
     console.print(f"total wall time {time.monotonic() - started:.0f}s")
     return summary
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.store import RunStore
 from tests.fakes.openai_server import FakeState
 from tests.integration.test_api_support import api_config, fake_generator, running_api, wait_for_status
 
@@ -63,6 +64,20 @@ def test_dashboard_shows_progress_and_a_sample_with_passages(tmp_path: Path) -> 
                     assert all(len(text) > 20 for text in passages.all_inner_texts())
                     assert page.inner_text("#sample-response").startswith("Answer from fake-base")
                     expect(page.locator("#events-log li").first).to_be_visible()
+                    expect(page.locator("#estimate-block")).to_be_hidden()  # no dry run of this config
+                    # A run of a dry-run config ends with its estimate next to the actual seconds (the
+                    # run path records it; here it is written straight into the store).
+                    store = RunStore(config.database_url)
+                    store.add_event(run_id, "estimate", {"phases": [
+                        {"phase": "round1:synthesis", "estimated_s": 12.0, "actual_s": 9.6},
+                        {"phase": "evaluation", "estimated_s": 30.0, "actual_s": None}]})
+                    store.close()
+                    page.reload()
+                    expect(page.locator("#estimate-block")).to_be_visible(timeout=30_000)
+                    rows = page.locator("#estimate-table tbody tr")
+                    expect(rows).to_have_count(2)
+                    expect(rows.nth(0)).to_have_text("round1:synthesis1210")
+                    expect(rows.nth(1)).to_have_text("evaluation30-")
                     page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
                 finally:
                     browser.close()

@@ -3,7 +3,7 @@
 "use strict";
 
 const TOKEN_KEY = "selfspec-api-token";
-const EVENT_TYPES = ["run_created", "status", "instructions", "sample", "round_done", "adapter", "review"];
+const EVENT_TYPES = ["run_created", "status", "instructions", "sample", "round_done", "adapter", "review", "estimate"];
 const $ = (id) => document.getElementById(id);
 const state = { runId: null, round: 1, source: null, cursor: 0, refreshTimer: null, events: 0, loading: false,
                 lastEventId: 0, status: null,
@@ -120,6 +120,15 @@ function renderRun(run) {
   renderReviewStatus(run);
 }
 
+// A run of a config that was dry-run first ends with an `estimate` event: (phase, estimated s, actual s) rows.
+function renderEstimate(payload) {
+  const phases = (payload && payload.data && payload.data.phases) || [];
+  const fmt = (s) => (s === null || s === undefined ? "-" : Math.round(s).toString());
+  $("estimate-table").tBodies[0].replaceChildren(...phases.map((row) => el("tr", {},
+    el("td", {}, row.phase), el("td", {}, fmt(row.estimated_s)), el("td", {}, fmt(row.actual_s)))));
+  $("estimate-block").hidden = phases.length === 0;
+}
+
 async function refreshRun() {
   if (!state.runId) return;
   try { renderRun(await getJSON(`/v1/runs/${encodeURIComponent(state.runId)}`)); } catch (err) { report(err); }
@@ -160,6 +169,7 @@ async function follow(runId, { resume = false } = {}) {
     state.events = 0;
     state.lastEventId = 0;
     $("events-log").replaceChildren();
+    renderEstimate(null);
   }
   let url;
   try { url = await streamUrl(runId, state.lastEventId); } catch (err) { report(err); return; }
@@ -168,7 +178,9 @@ async function follow(runId, { resume = false } = {}) {
   for (const type of EVENT_TYPES) {
     source.addEventListener(type, (message) => {
       if (message.lastEventId) state.lastEventId = Number(message.lastEventId) || state.lastEventId;
-      logEvent(type, JSON.parse(message.data));
+      const payload = JSON.parse(message.data);
+      logEvent(type, payload);
+      if (type === "estimate") renderEstimate(payload);
       scheduleRefresh();
       if (type === "review") scheduleReviewLog();
       if (type === "sample" && $("samples-table").tBodies[0].children.length < 20) loadSamples(false);
