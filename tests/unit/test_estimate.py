@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 from orchestrator.estimate import dry_run_estimate
@@ -35,9 +36,11 @@ def test_dry_run_estimates_every_stage_from_one_probe() -> None:
     assert list(stages) == ["services up", "round1:instructions", "round1:responses", "round1:training",
                             "round1:hot-load", "round2:instructions", "round2:responses", "round2:training",
                             "round2:hot-load", "evaluation"]
-    assert stages["round1:instructions"].requests == 139  # 32 x 104/24, rounded up
-    assert stages["round1:instructions"].completion_tokens == 139 * 100
-    assert stages["round1:responses"].completion_tokens == 106 * 80
+    assert stages["round1:instructions"].requests == 57  # 32 x 57/32 (the measured yield)
+    assert stages["round1:instructions"].completion_tokens == 57 * 100
+    response_tokens = min(80, math.ceil(111 / result.probe["chars_per_token"]))  # 111 characters on average
+    assert stages["round1:responses"].requests == 76
+    assert stages["round1:responses"].completion_tokens == 76 * response_tokens
     # round 2 answers half as many through the adapter, which is assumed slower than the base
     assert stages["round1:responses"].seconds / 2 < stages["round2:responses"].seconds
     assert 16 * 100 / 1.0 < result.probe["tokens_per_s"] <= 16 * 100 / 0.05  # measured by the probe
