@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_api.py --target 600 --clients 100 --latency 0.02
     .venv/bin/python bench/bench_api.py --target 1500 --think-ms 1000  # dashboards polling once a second
 
-The fake generator (tests/fakes) and the API (`python -m orchestrator.app`) run as child processes on
+The fake generator (tests/fakes) and the API (`python -m orchestrator.api`) run as child processes on
 free loopback ports. Three runs of the same config: a baseline without API load, the same run while
 `--clients` concurrent clients poll `GET /v1/runs/{id}` (half of them) and page through
 `GET /v1/runs/{id}/samples` by cursor (the other half), alternating (`--repeats` loaded runs, each
@@ -35,7 +35,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
 
-from orchestrator.app.queries import as_utc  # noqa: E402
+from orchestrator.api.queries import as_utc  # noqa: E402
 from orchestrator.store import RunStore  # noqa: E402
 from selfspec.clients.pool import pooled_transport  # noqa: E402
 from selfspec.processes import ManagedServer, free_port  # noqa: E402

@@ -30,10 +30,10 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
-from orchestrator.circuit import Circuit  # noqa: E402
+from orchestrator.execution.circuit import Circuit  # noqa: E402
+from orchestrator.execution.runner import RoundRunner, RoundSpec  # noqa: E402
 from orchestrator.pipeline import grounding  # noqa: E402
 from orchestrator.pipeline.filtering import Candidate, InstructionFilter  # noqa: E402
-from orchestrator.runner import RoundRunner, RoundSpec  # noqa: E402
 from orchestrator.store import RunStore  # noqa: E402
 from selfspec.clients.openai_compat import OpenAICompatGenerator  # noqa: E402
 from selfspec.processes import ManagedServer, child_env, free_port  # noqa: E402

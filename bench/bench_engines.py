@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from orchestrator.execution.runner import NEW_TASKS_PER_PROMPT  # noqa: E402
 from orchestrator.pipeline import grounding, instructions  # noqa: E402
-from orchestrator.runner import NEW_TASKS_PER_PROMPT  # noqa: E402
 from selfspec.clients.openai_compat import OpenAICompatGenerator  # noqa: E402
 from selfspec.corpus import iter_corpus  # noqa: E402
 from selfspec.retrieval.bm25_embedded import EmbeddedRetriever  # noqa: E402

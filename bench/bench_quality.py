@@ -32,7 +32,7 @@ from evaluation.converters import convert  # noqa: E402
 from evaluation.report import write_report  # noqa: E402
 from evaluation.runner import MACRO_TASK, evaluate, load_tasks  # noqa: E402
 from evaluation.schema import find_task_files  # noqa: E402
-from orchestrator.driver import hot_load  # noqa: E402
+from orchestrator.execution.driver import hot_load  # noqa: E402
 from orchestrator.store import RunStore  # noqa: E402
 from selfspec.clients.openai_compat import OpenAICompatGenerator  # noqa: E402
 from selfspec.processes import ManagedServer, child_env, free_port  # noqa: E402

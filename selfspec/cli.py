@@ -179,7 +179,7 @@ COMMANDS = (
     CommandSpec("evaluation.commands", "eval_command", app, "eval", "Evaluate base and adapters on task files."),
     CommandSpec("evaluation.commands", "convert_command", app, "eval-convert",
                 "Convert a public dataset to evaluation task files."),
-    CommandSpec("orchestrator.api_commands", "serve_orchestrator_command", serve_app, "orchestrator",
+    CommandSpec("orchestrator.api.serve_command", "serve_orchestrator_command", serve_app, "orchestrator",
                 "Serve the orchestrator REST API and dashboard."),
 )
 # Top-level modules of pyproject's optional extras. A command module that cannot import one of these is
@@ -216,12 +216,12 @@ def run_command(
                                           "tokens, time (and cost) per stage; run nothing")] = False,
 ) -> None:
     """Run the full Self-Specialization pipeline as configured (or resume a run)."""
-    from orchestrator.session import execute_run
+    from orchestrator.execution.session import execute_run
 
     try:
         cfg = load_config(config)
         if dry_run:
-            from orchestrator.dry_run import dry_run as run_dry
+            from orchestrator.execution.dry_run import dry_run as run_dry
 
             asyncio.run(run_dry(cfg, console))
             return
@@ -237,7 +237,7 @@ def demo_command(
     rounds: Annotated[int | None, typer.Option(help="1 or 2 rounds (overrides the config)")] = None,
 ) -> None:
     """Everything on the embedded default: tiny model, embedded generator, embedded BM25, CPU LoRA."""
-    from orchestrator.session import execute_run
+    from orchestrator.execution.session import execute_run
 
     overrides: dict[str, object] = {}
     if target is not None:
@@ -258,7 +258,7 @@ def sweep_command(
     plan: Annotated[bool, typer.Option("--plan", help="print the variants and what they share; run nothing")] = False,
 ) -> None:
     """Ablations: a grid over run-config keys, run as ordinary runs sharing work, evaluated together."""
-    from orchestrator.sweep import load_sweep, run_sweep
+    from orchestrator.execution.sweep import load_sweep, run_sweep
 
     try:
         sweep = load_sweep(config)

@@ -4,7 +4,7 @@ A page on another site can make the user's browser resolve its own name to 127.0
 service on loopback as if same-origin; the request still carries the attacker's name in `Host`. So each
 service answers only the names it is meant to be reached by (others get 400):
 
-    SELFSPEC_API_ALLOWED_HOSTS        the orchestrator API (orchestrator/app/settings.py)
+    SELFSPEC_API_ALLOWED_HOSTS        the orchestrator API (orchestrator/api/settings.py)
     SELFSPEC_SERVICE_ALLOWED_HOSTS    the embedded generator, the retriever and the trainer services
 
 Loopback names by default; comma-separated or a JSON array; '*.example.com' wildcards, '*' = any. In

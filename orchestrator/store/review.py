@@ -1,6 +1,6 @@
 """The review tables' queries: a sample's review state, round approvals, and what a round's dataset holds.
 
-The rules (what an action does, what may not be done) are orchestrator/review.py's; here they are read
+The rules (what an action does, what may not be done) are orchestrator/execution/review.py's; here they are read
 and written. Every change is one transaction that updates `sample_reviews` (the latest state) and adds
 a `review` event (who, when, what: the history).
 """
@@ -132,7 +132,7 @@ class ReviewQueries:
                     status: str | None = None, review: ReviewFilter | None = None, q: str = "",
                     after_seq: int = 0, limit: int = 50) -> list[dict[str, Any]]:
         """Instructions (dropped ones too) joined with their sample and its review row, in instruction
-        order; the filters are orchestrator.review.review_items's."""
+        order; the filters are orchestrator.execution.review.review_items's."""
         query = (select(instructions.c.seq, instructions.c.id.label("instruction_id"), instructions.c.round,
                         instructions.c.text, instructions.c.input, instructions.c.verdict, instructions.c.reason,
                         samples.c.id.label("sample_id"), samples.c.response, samples.c.status, samples.c.error,

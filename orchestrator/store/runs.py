@@ -299,7 +299,7 @@ class RunStore(ReviewQueries):
         with self.engine.connect() as conn:
             return [AdapterRecord.model_validate(dict(r)) for r in conn.execute(query).mappings()]
 
-    # ---- evaluations (requested over the API; orchestrator/app/evaluation_jobs.py runs them) ----
+    # ---- evaluations (requested over the API; orchestrator/execution/evaluation_jobs.py runs them) ----
 
     def create_evaluation(self, eval_id: str, *, run_id: str | None, request: dict[str, Any]) -> None:
         with self.engine.begin() as conn:

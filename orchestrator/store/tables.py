@@ -101,7 +101,7 @@ adapters = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-# Review (orchestrator/review.py): a reviewed sample's current state, one row per sample. Every change is
+# Review (orchestrator/execution/review.py): a reviewed sample's current state, one row per sample. Every change is
 # also a `review` event (who, when, what), so this table is the latest state and the events its history.
 sample_reviews = Table(
     "sample_reviews", metadata,

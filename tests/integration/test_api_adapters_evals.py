@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.services import Services, open_services
+from orchestrator.execution.services import Services, open_services
 from orchestrator.store import RunStore
 from selfspec.settings import RunConfig
 from selfspec.types import AdapterRef

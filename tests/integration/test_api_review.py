@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.services import Services, open_services
+from orchestrator.execution.services import Services, open_services
 from selfspec.settings import RunConfig
 from tests.integration.test_api_adapters_evals import FakeTrainer
 from tests.integration.test_api_support import (

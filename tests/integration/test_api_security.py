@@ -11,11 +11,11 @@ import httpx
 import pytest
 import typer
 
-from orchestrator.api_commands import check_bind, is_loopback
-from orchestrator.app.main import create_app
-from orchestrator.app.run_configs import public_config
-from orchestrator.app.settings import ApiSettings
-from orchestrator.app.tickets import StreamTickets
+from orchestrator.api.main import create_app
+from orchestrator.api.run_configs import public_config
+from orchestrator.api.serve_command import check_bind, is_loopback
+from orchestrator.api.settings import ApiSettings
+from orchestrator.api.tickets import StreamTickets
 from selfspec.settings import RunConfig
 from tests.fakes.openai_server import FakeState
 from tests.integration.test_api_support import api_config, fake_generator, read_events, running_api
@@ -212,7 +212,7 @@ def test_serving_beyond_loopback_needs_a_token() -> None:
 
 
 def test_one_api_process_per_data_dir(config: RunConfig) -> None:
-    from orchestrator.app.lock import DataDirLock
+    from orchestrator.execution.data_dir_lock import DataDirLock
     from selfspec.errors import ConfigError
 
     with pytest.raises(ConfigError, match="another orchestrator API"):
@@ -237,7 +237,7 @@ def test_request_metrics_map_invented_methods_to_other(client: httpx.Client) -> 
 def test_serve_command_refuses_a_public_host_without_token(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from orchestrator.api_commands import serve_orchestrator_command
+    from orchestrator.api.serve_command import serve_orchestrator_command
 
     app = typer.Typer()
     app.command()(serve_orchestrator_command)

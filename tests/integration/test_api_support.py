@@ -22,8 +22,8 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from orchestrator.app.main import ServicesFactory, create_app
-from orchestrator.app.settings import ApiSettings
+from orchestrator.api.main import ServicesFactory, create_app
+from orchestrator.api.settings import ApiSettings
 from orchestrator.store import RunStore, instructions, samples
 from selfspec.processes import ManagedServer
 from selfspec.settings import RunConfig, load_config
@@ -158,8 +158,8 @@ def read_events(client: httpx.Client, run_id: str, *, last_event_id: int | None 
 
 
 def api_server(config: Path, port: int, log_path: Path) -> ManagedServer:
-    """`python -m orchestrator.app` as a real child process (kill -9 tests, benchmarks); ready on /healthz."""
-    return ManagedServer([sys.executable, "-m", "orchestrator.app", "--port", str(port), "--config", str(config)],
+    """`python -m orchestrator.api` as a real child process (kill -9 tests, benchmarks); ready on /healthz."""
+    return ManagedServer([sys.executable, "-m", "orchestrator.api", "--port", str(port), "--config", str(config)],
                          url=f"http://127.0.0.1:{port}", log_path=log_path, env={**os.environ, "PYTHONPATH": str(REPO)},
                          startup_timeout_s=60, health_path="/healthz", cwd=REPO)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.dry_run import estimate_path
-from orchestrator.execution import RunOutcome, build_driver, execute_and_evaluate
-from orchestrator.services import open_services
+from orchestrator.execution.dry_run import estimate_path
+from orchestrator.execution.evaluated_run import RunOutcome, build_driver, execute_and_evaluate
+from orchestrator.execution.services import open_services
 from orchestrator.store import RunStore
 from selfspec.settings import RunConfig, load_config
 from tests.integration.test_api_adapters_evals import FakeTrainer

@@ -15,8 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import func, select
 
+from orchestrator.execution.sweep import load_sweep, run_sweep
 from orchestrator.store import RunStore, samples
-from orchestrator.sweep import load_sweep, run_sweep
 from selfspec.processes import ManagedServer, free_port
 from tests.integration.test_api_support import REPO, config_data, config_toml, fake_generator
 

@@ -11,13 +11,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from orchestrator.app.errors import RequestFieldError
-from orchestrator.app.main import create_app
-from orchestrator.app.manager import RunManager
-from orchestrator.app.run_configs import RequestedRunConfig, build_run_config
-from orchestrator.app.run_worker import WorkerInput, load_run_config
-from orchestrator.app.settings import ApiSettings
-from orchestrator.driver import RunDriver
+from orchestrator.api.errors import RequestFieldError
+from orchestrator.api.main import create_app
+from orchestrator.api.run_configs import RequestedRunConfig, build_run_config
+from orchestrator.api.settings import ApiSettings
+from orchestrator.execution.driver import RunDriver
+from orchestrator.execution.run_manager import RunManager
+from orchestrator.execution.run_worker import WorkerInput, load_run_config
 from orchestrator.store import RunStore
 from selfspec.settings import RunConfig
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.execution.round_card import write_round_card
 from orchestrator.pipeline.records import export_round
-from orchestrator.round_card import write_round_card
 from orchestrator.store import RunStore
 from selfspec.cards import (
     ReviewCounts,

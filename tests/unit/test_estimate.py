@@ -4,7 +4,7 @@ import asyncio
 import math
 from pathlib import Path
 
-from orchestrator.estimate import dry_run_estimate
+from orchestrator.execution.estimate import dry_run_estimate
 from selfspec.settings import load_config
 from selfspec.types import Completion, RetrievedDoc, SamplingParams
 
@@ -52,7 +52,7 @@ def test_dry_run_estimates_every_stage_from_one_probe() -> None:
 def test_a_run_of_the_same_config_finds_the_dry_runs_estimate(tmp_path: Path) -> None:
     import json
 
-    from orchestrator.dry_run import estimate_path, estimate_vs_actual
+    from orchestrator.execution.dry_run import estimate_path, estimate_vs_actual
 
     config = load_config(REPO / "configs/demo.toml", {"storage.data_dir": str(tmp_path)})
     assert estimate_vs_actual(config, {"round1:synthesis": 400.0}) is None

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.app.evaluation_jobs import EvaluationJobs
-from orchestrator.app.protocol import EvaluationRequest
+from orchestrator.api.protocol import EvaluationRequest
+from orchestrator.execution.evaluation_jobs import EvaluationJobs
 from orchestrator.store import RunStore
 from selfspec.settings import RunConfig
 

@@ -17,7 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from orchestrator.services import LocalAdapterTrainer
+from orchestrator.execution.services import LocalAdapterTrainer
 from selfspec.errors import ConfigError
 from selfspec.settings import (
     INDEX_NAME_PATTERN,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.review import (
+from orchestrator.execution.review import (
     ReviewConflict,
     approve_round,
     dataset_samples,

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.circuit import Circuit, ServiceDown
+from orchestrator.execution.circuit import Circuit, ServiceDown
+from orchestrator.execution.runner import RoundRunner, RoundSpec
 from orchestrator.pipeline.filtering import InstructionFilter
 from orchestrator.pipeline.records import export_round
-from orchestrator.runner import RoundRunner, RoundSpec
 from orchestrator.store import RunStore
 from selfspec.clients.openai_compat import OpenAICompatGenerator
 from selfspec.errors import BackendResponseError, BackendUnavailable, StageError

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from orchestrator.services import LocalAdapterTrainer, connect_retriever, generator_client
+from orchestrator.execution.services import LocalAdapterTrainer, connect_retriever, generator_client
 from selfspec.auth import SECRET_ENV, ServiceTokens, bind_refusal, token_matches
 from selfspec.clients.retriever_http import HttpRetriever
 from selfspec.processes import child_env

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.sweep import load_sweep
+from orchestrator.execution.sweep import load_sweep
 from selfspec.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.app.engine import Engine
-from orchestrator.app.errors import EvaluationNotFound, RequestFieldError
-from orchestrator.app.protocol import EvaluationRequest
+from orchestrator.api.errors import EvaluationNotFound, RequestFieldError
+from orchestrator.api.protocol import EvaluationRequest
+from orchestrator.execution.loop_thread import Engine
 from orchestrator.store import EvaluationRecord, RunStore
 from selfspec.clients.protocols import Generator
 from selfspec.errors import SelfSpecError

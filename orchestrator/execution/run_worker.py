@@ -1,6 +1,6 @@
 """A run in a process of its own, started and owned by the orchestrator API.
 
-    python -m orchestrator.app.run_worker RUN_ID --parent-pid PID
+    python -m orchestrator.execution.run_worker RUN_ID --parent-pid PID
         < {"database_url": ..., "generator_urls": [...], "server_sections": {"storage": ..., "services": ...}}
 
 Why a process: a run does CPU work between awaits (filter decisions, store commits, the generator
@@ -31,10 +31,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.app.run_configs import resumed_run_config
-from orchestrator.driver import run_dir
-from orchestrator.execution import build_driver, execute_and_evaluate
-from orchestrator.services import Services, open_services
+from orchestrator.api.run_configs import resumed_run_config
+from orchestrator.execution.driver import run_dir
+from orchestrator.execution.evaluated_run import build_driver, execute_and_evaluate
+from orchestrator.execution.services import Services, open_services
 from orchestrator.store import RunStore
 from selfspec.errors import SelfSpecError
 from selfspec.processes import LockBusy, exclusive_lock, exit_with_parent

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.execution.runner import NEW_TASKS_PER_PROMPT
 from orchestrator.pipeline import grounding, instructions
-from orchestrator.runner import NEW_TASKS_PER_PROMPT
 from selfspec.clients.protocols import Retriever
 from selfspec.settings import RunConfig
 from selfspec.types import RetrievedDoc, SamplingParams, SeedTask

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from orchestrator.app.events import TooManyStreams
+from orchestrator.api.events import TooManyStreams
 from orchestrator.store import RunIdConflict
 from selfspec.errors import (
     AdapterConflict,

@@ -3,7 +3,7 @@
     app = create_app(load_config(Path("configs/demo.toml")))   # served by `selfspec serve orchestrator`
 
 On startup the lifespan starts the engine (a thread with its own event loop for the tasks that own
-runs, each in a worker process by default, and evaluations; see engine.py, manager.py), opens the services there (store, generator, retriever, trainer), then resumes every run (and
+runs, each in a worker process by default, and evaluations; see orchestrator/execution/loop_thread.py, run_manager.py), opens the services there (store, generator, retriever, trainer), then resumes every run (and
 evaluation) the store shows as still in progress, e.g. after the previous process was killed.
 """
 
@@ -17,24 +17,24 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from orchestrator.app.cache import TTLCache
-from orchestrator.app.deps import ApiState
-from orchestrator.app.engine import Engine
-from orchestrator.app.errors import install_error_handlers
-from orchestrator.app.evaluation_jobs import EvaluationJobs
-from orchestrator.app.events import StreamSlots
-from orchestrator.app.lock import DataDirLock
-from orchestrator.app.manager import RunManager
-from orchestrator.app.metrics import ApiMetrics
-from orchestrator.app.middleware import (
+from orchestrator.api.cache import TTLCache
+from orchestrator.api.deps import ApiState
+from orchestrator.api.errors import install_error_handlers
+from orchestrator.api.events import StreamSlots
+from orchestrator.api.metrics import ApiMetrics
+from orchestrator.api.middleware import (
     CrossSiteGuardMiddleware,
     RequestMetricsMiddleware,
     TokenFirstMiddleware,
 )
-from orchestrator.app.routes import adapters, evaluations, health, reviews, runs, ui
-from orchestrator.app.settings import ApiSettings
-from orchestrator.app.tickets import StreamTickets
-from orchestrator.services import Services, open_services
+from orchestrator.api.routes import adapters, evaluations, health, reviews, runs, ui
+from orchestrator.api.settings import ApiSettings
+from orchestrator.api.tickets import StreamTickets
+from orchestrator.execution.data_dir_lock import DataDirLock
+from orchestrator.execution.evaluation_jobs import EvaluationJobs
+from orchestrator.execution.loop_thread import Engine
+from orchestrator.execution.run_manager import RunManager
+from orchestrator.execution.services import Services, open_services
 from selfspec.body_limit import BodyLimitMiddleware
 from selfspec.hosts import add_host_allowlist
 from selfspec.processes import lower_thread_priority

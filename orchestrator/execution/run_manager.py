@@ -5,7 +5,7 @@ competes with request handlers for the GIL; the task here owns that process: it 
 client counters to /metrics, stops it with SIGTERM (SIGKILL after the grace period) when cancelled, and
 records a failure if it dies without saying why. With `isolate=False` (or a custom services factory,
 e.g. a test's fake trainer, which a child process could not rebuild) the task drives the run itself.
-Tasks live on the engine loop (see engine.py); the public methods are coroutines callable from the
+Tasks live on the engine loop (see loop_thread.py); the public methods are coroutines callable from the
 HTTP loop, and hop to the engine themselves.
 
 Runs live in the store, not here: this only knows which of them have a task in this process. On
@@ -27,16 +27,16 @@ import sys
 import uuid
 from pathlib import Path
 
-from orchestrator.app.engine import Engine
-from orchestrator.app.errors import IdempotencyKeyReused, RunStateConflict, TooManyRuns
-from orchestrator.app.metrics import GeneratorCounters
-from orchestrator.app.queries import TERMINAL
-from orchestrator.app.run_configs import resumed_run_config, server_sections
-from orchestrator.app.run_worker import WorkerInput
-from orchestrator.driver import AWAITING_REVIEW, RunDriver
-from orchestrator.execution import build_driver, execute_and_evaluate
-from orchestrator.review import approve_round, sample_rounds
-from orchestrator.services import Services
+from orchestrator.api.errors import IdempotencyKeyReused, RunStateConflict, TooManyRuns
+from orchestrator.api.metrics import GeneratorCounters
+from orchestrator.api.queries import TERMINAL
+from orchestrator.api.run_configs import resumed_run_config, server_sections
+from orchestrator.execution.driver import AWAITING_REVIEW, RunDriver
+from orchestrator.execution.evaluated_run import build_driver, execute_and_evaluate
+from orchestrator.execution.loop_thread import Engine
+from orchestrator.execution.review import approve_round, sample_rounds
+from orchestrator.execution.run_worker import WorkerInput
+from orchestrator.execution.services import Services
 from orchestrator.store import RunRecord, RunStore
 from selfspec.errors import SelfSpecError
 from selfspec.processes import child_env
@@ -113,7 +113,7 @@ class RunManager:
         log_path = self._worker_log(run_id)
         with open(log_path, "ab") as log_file:  # noqa: ASYNC230 (a local append, once per run)
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "orchestrator.app.run_worker", run_id, "--parent-pid", str(os.getpid()),
+                sys.executable, "-m", "orchestrator.execution.run_worker", run_id, "--parent-pid", str(os.getpid()),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file,
                 env=child_env(drop=("SELFSPEC_API_TOKEN",)))  # it calls the services, not this API
         log.info("run %s started in worker %d (log %s)", run_id, process.pid, log_path, extra={"run_id": run_id})
@@ -202,7 +202,7 @@ class RunManager:
     async def _create(self, config: RunConfig, *, idempotency_key: str | None,
                       request_sha256: str) -> tuple[str, bool]:
         # No await from the key's lookup to its record: on the one engine loop, a concurrent retry of the
-        # same request cannot slip in between (and one API process owns the data dir: lock.py).
+        # same request cannot slip in between (and one API process owns the data dir: data_dir_lock.py).
         store = self.services.store
         if idempotency_key is not None:
             known = store.idempotent_run(idempotency_key)

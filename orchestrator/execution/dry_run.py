@@ -11,8 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.estimate import Estimate, dry_run_estimate
-from orchestrator.services import open_services
+from orchestrator.execution.estimate import Estimate, dry_run_estimate
+from orchestrator.execution.services import open_services
 from selfspec.files import write_text_atomic
 from selfspec.settings import RunConfig
 

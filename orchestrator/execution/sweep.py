@@ -35,9 +35,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from orchestrator.driver import hot_load
-from orchestrator.execution import build_driver, eval_task_files, evaluate_models, execute_and_evaluate
-from orchestrator.services import Services, open_retriever, open_services
+from orchestrator.execution.driver import hot_load
+from orchestrator.execution.evaluated_run import (
+    build_driver,
+    eval_task_files,
+    evaluate_models,
+    execute_and_evaluate,
+)
+from orchestrator.execution.services import Services, open_retriever, open_services
 from orchestrator.store import RunStore
 from selfspec.errors import ConfigError
 from selfspec.files import write_text_atomic
@@ -255,7 +260,7 @@ async def _run_variant(variant: Variant, config: RunConfig, base: RunConfig, ser
 
 async def run_sweep(sweep: Sweep, console: Console) -> Path:
     """Run (or resume) every variant, evaluate all their models together, write the sweep report."""
-    from orchestrator.sweep_report import write_sweep_report
+    from orchestrator.execution.sweep_report import write_sweep_report
 
     out = sweep.directory()
     state = SweepState(out / "state.json")

@@ -11,17 +11,17 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, 
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
-from orchestrator.app.datasets import iter_dataset
-from orchestrator.app.deps import Config, Runs, State, Store, require_token, require_token_or_ticket
-from orchestrator.app.events import (
+from orchestrator.api.datasets import iter_dataset
+from orchestrator.api.deps import Config, Runs, State, Store, require_token, require_token_or_ticket
+from orchestrator.api.events import (
     HeldStreamResponse,
     StreamSlots,
     bounded_stream,
     parse_last_event_id,
     run_events,
 )
-from orchestrator.app.pages import DEFAULT_LIMIT, Limit, Offset, link_next
-from orchestrator.app.protocol import (
+from orchestrator.api.pages import DEFAULT_LIMIT, Limit, Offset, link_next
+from orchestrator.api.protocol import (
     DatasetFormat,
     Passage,
     RunAction,
@@ -33,9 +33,9 @@ from orchestrator.app.protocol import (
     SampleStatus,
     StreamTicket,
 )
-from orchestrator.app.queries import run_progress
-from orchestrator.app.run_configs import build_run_config, public_config
-from orchestrator.app.tickets import StreamTickets
+from orchestrator.api.queries import run_progress
+from orchestrator.api.run_configs import build_run_config, public_config
+from orchestrator.api.tickets import StreamTickets
 from orchestrator.pipeline.grounding import retrieval_query
 from orchestrator.store import RunRecord
 
@@ -67,13 +67,13 @@ async def create_run(
                     "it created; header Idempotent-Replayed: true); the same key with another body is a 422")] = None,
     dry_run: Annotated[bool, Query(description="validate the config, probe the generator and retriever once and "
                                                "answer 200 with requests, tokens, seconds (and cost) per stage; "
-                                               "creates nothing (orchestrator/estimate.py)")] = False,
+                                               "creates nothing (orchestrator/execution/estimate.py)")] = False,
 ) -> Any:
     run_config = build_run_config(body, config)
     if dry_run:  # issue 19: the estimate only, from one probe of the server's services
         from fastapi.responses import JSONResponse
 
-        from orchestrator.estimate import dry_run_estimate
+        from orchestrator.execution.estimate import dry_run_estimate
 
         estimate = await dry_run_estimate(run_config, generator=runs.services.generator,
                                           retriever=runs.services.retriever)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.app.metrics import ApiMetrics
+from orchestrator.api.metrics import ApiMetrics
 from selfspec.auth import BearerAuthMiddleware
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

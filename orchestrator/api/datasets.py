@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from orchestrator.execution.review import dataset_samples
 from orchestrator.pipeline.records import dataset_line
-from orchestrator.review import dataset_samples
 from orchestrator.store import RunStore
 
 

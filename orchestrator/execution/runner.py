@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
-from orchestrator.circuit import Circuit
+from orchestrator.execution.circuit import Circuit
 from orchestrator.pipeline import gates, grounding, instructions, judging
 from orchestrator.pipeline.filtering import Candidate, InstructionFilter
 from orchestrator.store import RunStore

@@ -11,12 +11,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
-from orchestrator.app.deps import State, Store, require_token
-from orchestrator.app.errors import RunStateConflict
-from orchestrator.app.protocol import ReviewEdit, ReviewEvent, ReviewNote, ReviewPage, ReviewState, RunAction
-from orchestrator.app.routes.runs import MAX_ID, MAX_ROUND
-from orchestrator.app.settings import ApiSettings
-from orchestrator.review import Action, ReviewConflict, ReviewFilter, review_items, review_log, review_sample
+from orchestrator.api.deps import State, Store, require_token
+from orchestrator.api.errors import RunStateConflict
+from orchestrator.api.protocol import ReviewEdit, ReviewEvent, ReviewNote, ReviewPage, ReviewState, RunAction
+from orchestrator.api.routes.runs import MAX_ID, MAX_ROUND
+from orchestrator.api.settings import ApiSettings
+from orchestrator.execution.review import (
+    Action,
+    ReviewConflict,
+    ReviewFilter,
+    review_items,
+    review_log,
+    review_sample,
+)
 from orchestrator.store import RunStore
 
 router = APIRouter(prefix="/v1/runs", tags=["review"], dependencies=[Depends(require_token)])

@@ -1,10 +1,10 @@
-"""`python -m orchestrator.app --port 8000 -c configs/demo.toml`: the API without the full CLI."""
+"""`python -m orchestrator.api --port 8000 -c configs/demo.toml`: the API without the full CLI."""
 
 from __future__ import annotations
 
 import typer
 
-from orchestrator.api_commands import serve_orchestrator_command
+from orchestrator.api.serve_command import serve_orchestrator_command
 from selfspec.logging_setup import configure_logging
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from evaluation.runner import MACRO_TASK
 from selfspec.types import EvalResult
 
 if TYPE_CHECKING:
-    from orchestrator.sweep import Sweep, VariantOutcome
+    from orchestrator.execution.sweep import Sweep, VariantOutcome
 
 REPORT_MD = "report.md"
 REPORT_PNG = "report.png"

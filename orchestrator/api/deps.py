@@ -12,14 +12,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request, status
 
-from orchestrator.app.cache import TTLCache
-from orchestrator.app.engine import Engine
-from orchestrator.app.evaluation_jobs import EvaluationJobs
-from orchestrator.app.manager import RunManager
-from orchestrator.app.metrics import ApiMetrics
-from orchestrator.app.settings import ApiSettings
-from orchestrator.app.tickets import StreamTickets
-from orchestrator.services import Services
+from orchestrator.api.cache import TTLCache
+from orchestrator.api.metrics import ApiMetrics
+from orchestrator.api.settings import ApiSettings
+from orchestrator.api.tickets import StreamTickets
+from orchestrator.execution.evaluation_jobs import EvaluationJobs
+from orchestrator.execution.loop_thread import Engine
+from orchestrator.execution.run_manager import RunManager
+from orchestrator.execution.services import Services
 from orchestrator.store import RunStore
 from selfspec.clients.openai_compat import OpenAICompatGenerator
 from selfspec.settings import RunConfig

@@ -15,7 +15,7 @@ from typing import Any
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
-from orchestrator.app.queries import TERMINAL, as_utc
+from orchestrator.api.queries import TERMINAL, as_utc
 from orchestrator.store import RunStore
 from selfspec.errors import SelfSpecError
 

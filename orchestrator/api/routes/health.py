@@ -7,8 +7,8 @@ import asyncio
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from orchestrator.app.deps import State, require_token
-from orchestrator.app.protocol import Health
+from orchestrator.api.deps import State, require_token
+from orchestrator.api.protocol import Health
 
 router = APIRouter(tags=["health"])
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class GeneratorCounters:
     """The generator client's counters, summed over this process's client and its run workers' clients.
 
-    Workers report theirs once a second (run_worker.py); a finished worker's retries stay counted, so
+    Workers report theirs once a second (orchestrator/execution/run_worker.py); a finished worker's retries stay counted, so
     the total never goes down, and its outstanding calls drop out.
     """
 

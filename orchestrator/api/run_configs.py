@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from orchestrator.app.errors import RequestFieldError
+from orchestrator.api.errors import RequestFieldError
 from selfspec.models import REGISTRY
 from selfspec.settings import REPO_ROOT, RunConfig
 from selfspec.urls import redact_url

@@ -9,11 +9,11 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.driver import RunSummary
-from orchestrator.dry_run import print_estimate_vs_actual
-from orchestrator.execution import RunEvaluation, build_driver, execute_and_evaluate
+from orchestrator.execution.driver import RunSummary
+from orchestrator.execution.dry_run import print_estimate_vs_actual
+from orchestrator.execution.evaluated_run import RunEvaluation, build_driver, execute_and_evaluate
+from orchestrator.execution.services import Services, open_services
 from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
-from orchestrator.services import Services, open_services
 from selfspec.progress import RichProgress
 from selfspec.prompts import render
 from selfspec.seeds import load_seeds

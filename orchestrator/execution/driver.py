@@ -4,7 +4,7 @@ Every phase is idempotent, so `execute()` on a half-finished run picks up where 
 synthesis resumes from the store, exports are rewritten from the store, training returns the
 existing adapter when its dataset hash matches, and a load of an already-loaded adapter is accepted.
 With `rounds.review`, a round's synthesis is followed by a pause (status `awaiting_review`, the
-execution ends) until the round is approved (orchestrator/review.py); executing again then goes on
+execution ends) until the round is approved (orchestrator/execution/review.py); executing again then goes on
 from its export, which leaves out what the reviewer rejected and takes their edits.
 """
 
@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.circuit import Circuit
+from orchestrator.execution.circuit import Circuit
+from orchestrator.execution.review import export_reviewed_round, review_counts, round_approved, sample_rounds
+from orchestrator.execution.round_card import write_round_card
+from orchestrator.execution.runner import ProgressSink, RoundResult, RoundRunner, RoundSpec
 from orchestrator.pipeline.decontamination import Screen, build_screen, screen_records
 from orchestrator.pipeline.filtering import InstructionFilter
 from orchestrator.pipeline.records import seed_record, write_training_set
-from orchestrator.review import export_reviewed_round, review_counts, round_approved, sample_rounds
-from orchestrator.round_card import write_round_card
-from orchestrator.runner import ProgressSink, RoundResult, RoundRunner, RoundSpec
 from orchestrator.store import RunStore
 from selfspec.adapters import validate_adapter_name
 from selfspec.clients.protocols import Generator, Retriever

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.driver import RunDriver, RunSummary
-from orchestrator.dry_run import estimate_vs_actual
-from orchestrator.runner import ProgressSink
-from orchestrator.services import LocalAdapterTrainer, Services
+from orchestrator.execution.driver import RunDriver, RunSummary
+from orchestrator.execution.dry_run import estimate_vs_actual
+from orchestrator.execution.runner import ProgressSink
+from orchestrator.execution.services import LocalAdapterTrainer, Services
 from selfspec.cards import write_adapter_evaluation
 from selfspec.seeds import load_seeds
 from selfspec.settings import RunConfig

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
 
-from orchestrator.app.deps import Config, EngineDep, GeneratorClient, Store, require_token
-from orchestrator.app.protocol import AdapterAction, AdapterLoadRequest, AdapterOut
+from orchestrator.api.deps import Config, EngineDep, GeneratorClient, Store, require_token
+from orchestrator.api.protocol import AdapterAction, AdapterLoadRequest, AdapterOut
 from selfspec.adapters import validate_adapter_name, validate_adapter_path
 from selfspec.errors import AdapterNotFound, BackendError
 

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.app.settings import ApiSettings
+from orchestrator.api.settings import ApiSettings
 from selfspec.auth import is_loopback
 from selfspec.errors import SelfSpecError
 from selfspec.settings import load_config
@@ -44,7 +44,7 @@ def serve_orchestrator_command(
     """Serve the orchestrator REST API (/v1, /docs, /metrics) and the dashboard (/ui)."""
     import uvicorn
 
-    from orchestrator.app.main import create_app
+    from orchestrator.api.main import create_app
 
     settings = ApiSettings()
     check_bind(host, settings)

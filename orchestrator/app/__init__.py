@@ -1,1 +1,0 @@
-"""The orchestrator REST API and run dashboard (`create_app` in main.py)."""
