@@ -17,7 +17,7 @@ from orchestrator.api.metrics import ApiMetrics
 from orchestrator.api.settings import ApiSettings
 from orchestrator.api.tickets import StreamTickets
 from orchestrator.execution.evaluation_jobs import EvaluationJobs
-from orchestrator.execution.loop_thread import Engine
+from orchestrator.execution.loop_thread import LoopThread
 from orchestrator.execution.run_manager import RunManager
 from orchestrator.execution.services import Services
 from orchestrator.store import RunStore
@@ -29,12 +29,12 @@ from selfspec.settings import RunConfig
 class ApiState:
     """Everything the routes use; built in the lifespan, handed out per request.
 
-    Service clients belong to the engine loop: call them through `engine.call(...)`.
+    Service clients belong to the loop thread: call them through `loop_thread.call(...)`.
     """
 
     config: RunConfig
     settings: ApiSettings
-    engine: Engine
+    loop_thread: LoopThread
     metrics: ApiMetrics
     services: Services
     runs: RunManager
@@ -65,8 +65,8 @@ async def get_config(state: Annotated[ApiState, Depends(get_state)]) -> RunConfi
     return state.config
 
 
-async def get_engine(state: Annotated[ApiState, Depends(get_state)]) -> Engine:
-    return state.engine
+async def get_loop_thread(state: Annotated[ApiState, Depends(get_state)]) -> LoopThread:
+    return state.loop_thread
 
 
 async def get_generator(state: Annotated[ApiState, Depends(get_state)]) -> OpenAICompatGenerator:
@@ -78,7 +78,7 @@ Store = Annotated[RunStore, Depends(get_store)]
 Runs = Annotated[RunManager, Depends(get_runs)]
 Evaluations = Annotated[EvaluationJobs, Depends(get_evaluations)]
 Config = Annotated[RunConfig, Depends(get_config)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
+LoopThreadDep = Annotated[LoopThread, Depends(get_loop_thread)]
 GeneratorClient = Annotated[OpenAICompatGenerator, Depends(get_generator)]
 
 

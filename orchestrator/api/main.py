@@ -2,9 +2,10 @@
 
     app = create_app(load_config(Path("configs/demo.toml")))   # served by `selfspec serve orchestrator`
 
-On startup the lifespan starts the engine (a thread with its own event loop for the tasks that own
-runs, each in a worker process by default, and evaluations; see orchestrator/execution/loop_thread.py, run_manager.py), opens the services there (store, generator, retriever, trainer), then resumes every run (and
-evaluation) the store shows as still in progress, e.g. after the previous process was killed.
+On startup the lifespan starts the loop thread (a thread with its own event loop for the tasks that own
+runs, each in a worker process by default, and evaluations; see orchestrator/execution/loop_thread.py and
+run_manager.py), opens the services there (store, generator, retriever, trainer), then resumes every run
+(and evaluation) the store shows as still in progress, e.g. after the previous process was killed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from orchestrator.api.settings import ApiSettings
 from orchestrator.api.tickets import StreamTickets
 from orchestrator.execution.data_dir_lock import DataDirLock
 from orchestrator.execution.evaluation_jobs import EvaluationJobs
-from orchestrator.execution.loop_thread import Engine
+from orchestrator.execution.loop_thread import LoopThread
 from orchestrator.execution.run_manager import RunManager
 from orchestrator.execution.services import Services, open_services
 from selfspec.body_limit import BodyLimitMiddleware
@@ -57,21 +58,22 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
         # The HTTP loop's thread pool serves the blocking store reads of `def` routes.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         lock = DataDirLock(config.data_dir).acquire()
-        engine = Engine().start()
-        # After the engine thread exists: it (and the run workers it starts) keep their priority.
+        loop_thread = LoopThread().start()
+        # After the loop thread exists: it (and the run workers it starts) keep their priority.
         if lower_thread_priority(settings.read_nice):
             log.info("HTTP threads run %d nice steps below the runs", settings.read_nice)
         try:
-            services = await engine.hold(open_all(config))
+            services = await loop_thread.hold(open_all(config))
             try:
                 # A custom services factory (a test's fake trainer, say) cannot be rebuilt in a worker process.
                 isolate = settings.run_workers == "process" and services_factory is None
-                run_manager = RunManager(services, server=config, engine=engine, grace_s=settings.shutdown_grace_s,
-                                         isolate=isolate, max_active=settings.max_active_runs)
+                run_manager = RunManager(services, server=config, loop_thread=loop_thread,
+                                         grace_s=settings.shutdown_grace_s, isolate=isolate,
+                                         max_active=settings.max_active_runs)
                 jobs = EvaluationJobs(store=services.store, generator=services.generator, config=config,
-                                      engine=engine)
+                                      loop_thread=loop_thread)
                 collector = metrics.watch_runs(services.store, run_manager.active, run_manager.counters)
-                app.state.api = ApiState(config, settings, engine, metrics, services, run_manager, jobs,
+                app.state.api = ApiState(config, settings, loop_thread, metrics, services, run_manager, jobs,
                                          TTLCache(settings.progress_ttl_s))
                 resumed = await run_manager.resume_interrupted()
                 await jobs.resume_interrupted()
@@ -85,9 +87,9 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
                     await run_manager.aclose()
                     metrics.unwatch(collector)
             finally:
-                await engine.release()
+                await loop_thread.release()
         finally:
-            engine.stop()
+            loop_thread.stop()
             lock.release()
 
     app = FastAPI(title="selfspec orchestrator", version="1", lifespan=lifespan,

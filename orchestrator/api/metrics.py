@@ -43,7 +43,7 @@ class GeneratorCounters:
 
     @property
     def retry_count(self) -> int:
-        workers = list(self._workers.values())  # updated from the engine thread: copy in one step
+        workers = list(self._workers.values())  # updated from the loop thread: copy in one step
         return int(getattr(self.own, "retry_count", 0)) + self._finished_retries + sum(r for r, _ in workers)
 
     def outstanding(self) -> dict[str, int]:

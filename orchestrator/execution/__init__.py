@@ -10,13 +10,13 @@ Nothing here serves HTTP; orchestrator/api/ calls into it (and `selfspec run`/`s
     session.py          `selfspec run` / `selfspec demo`: open services, drive the run, print what happened
     sweep.py            `selfspec sweep`: a grid of ordinary runs that share work, evaluated together
     sweep_report.py     a finished sweep's table, plot and findings
-    review.py           the rules of human review (reject, restore, edit, approve) that a round's export honours
+    review.py           the rules of human review (reject, restore, edit, approve) a round's export honours
     round_card.py       the dataset card an exported round is written with
     estimate.py         what a run will cost, from one probe of its services (also `POST /v1/runs?dry_run`)
     dry_run.py          `selfspec run --dry-run`: start and probe the services, print the estimate
-    loop_thread.py      the API's second event loop, in a thread of its own, where runs and service clients live
+    loop_thread.py      the API's second event loop, on a thread of its own: where runs and their clients live
     run_manager.py      the API's active runs: one task each (owning a run worker), resumed after a restart
-    run_worker.py       one API-started run in a process of its own (`python -m orchestrator.execution.run_worker`)
+    run_worker.py       one API-started run in a process of its own (`-m orchestrator.execution.run_worker`)
     evaluation_jobs.py  evaluations requested over the API, run in the background and resumed after a restart
     data_dir_lock.py    one API process per data dir, so it alone resumes the runs it finds there
 """

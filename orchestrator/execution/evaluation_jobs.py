@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.api.errors import EvaluationNotFound, RequestFieldError
 from orchestrator.api.protocol import EvaluationRequest
-from orchestrator.execution.loop_thread import Engine
+from orchestrator.execution.loop_thread import LoopThread
 from orchestrator.store import EvaluationRecord, RunStore
 from selfspec.clients.protocols import Generator
 from selfspec.errors import SelfSpecError
@@ -57,10 +57,11 @@ def resolve_tasks(names: list[str], config: RunConfig) -> list[Path]:
 
 
 class EvaluationJobs:
-    """Evaluation tasks run on the engine loop (with the generator client); the table is read from anywhere."""
+    """Evaluation tasks run on the loop thread (with the generator client); the table is read from anywhere."""
 
-    def __init__(self, *, store: RunStore, generator: Generator, config: RunConfig, engine: Engine) -> None:
-        self.store, self.generator, self.config, self.engine = store, generator, config, engine
+    def __init__(self, *, store: RunStore, generator: Generator, config: RunConfig,
+                 loop_thread: LoopThread) -> None:
+        self.store, self.generator, self.config, self.loop_thread = store, generator, config, loop_thread
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.progress: dict[str, tuple[int, int]] = {}
 
@@ -76,13 +77,13 @@ class EvaluationJobs:
     # ---- lifecycle ----
 
     async def submit(self, request: EvaluationRequest) -> str:
-        return await self.engine.call(self._submit(request))
+        return await self.loop_thread.call(self._submit(request))
 
     async def resume_interrupted(self) -> None:
-        await self.engine.call(self._resume_interrupted())
+        await self.loop_thread.call(self._resume_interrupted())
 
     async def aclose(self) -> None:
-        await self.engine.call(self._aclose())
+        await self.loop_thread.call(self._aclose())
 
     async def _submit(self, request: EvaluationRequest) -> str:
         if request.run_id is not None:

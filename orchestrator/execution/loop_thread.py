@@ -1,9 +1,9 @@
-"""The engine: a dedicated thread with its own event loop for runs, evaluations and their service clients.
+"""The API's loop thread: a dedicated thread with its own event loop for runs, evaluations and their clients.
 
 Why: a run does CPU work between awaits (filter decisions, exports), and on the HTTP event loop that
 work would stall every request. With runs on their own loop, the HTTP loop only waits for the GIL's
 switch interval, so reads stay fast while a run computes. Service clients (httpx pools, retriever,
-trainer jobs) are opened and used on the engine loop only; the API reaches them through `call()`.
+trainer jobs) are opened and used on this loop only; the API reaches them through `call()`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Engine:
-    def __init__(self, name: str = "selfspec-engine") -> None:
+class LoopThread:
+    def __init__(self, name: str = "selfspec-loop-thread") -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._release: asyncio.Event | None = None
@@ -36,7 +36,7 @@ class Engine:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
 
-    def start(self) -> Engine:
+    def start(self) -> LoopThread:
         self._thread.start()
         return self
 
@@ -44,11 +44,11 @@ class Engine:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the engine loop and await its result from another loop."""
+        """Run `coro` on this thread's loop and await its result from another loop."""
         return await asyncio.wrap_future(self.submit(coro))
 
     async def hold(self, context: AbstractAsyncContextManager[T]) -> T:
-        """Enter `context` in one engine task that keeps it open until `release()`; returns its value."""
+        """Enter `context` in one task on this loop, kept open until `release()`; returns its value."""
         entered: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._release = asyncio.Event()
         release = self._release

@@ -5,8 +5,8 @@ competes with request handlers for the GIL; the task here owns that process: it 
 client counters to /metrics, stops it with SIGTERM (SIGKILL after the grace period) when cancelled, and
 records a failure if it dies without saying why. With `isolate=False` (or a custom services factory,
 e.g. a test's fake trainer, which a child process could not rebuild) the task drives the run itself.
-Tasks live on the engine loop (see loop_thread.py); the public methods are coroutines callable from the
-HTTP loop, and hop to the engine themselves.
+Tasks live on the loop thread (see loop_thread.py); the public methods are coroutines callable from the
+HTTP loop, and hop to the loop thread themselves.
 
 Runs live in the store, not here: this only knows which of them have a task in this process. On
 startup, runs the store still shows as pending/running/paused (the process died under them) are
@@ -33,7 +33,7 @@ from orchestrator.api.queries import TERMINAL
 from orchestrator.api.run_configs import resumed_run_config, server_sections
 from orchestrator.execution.driver import AWAITING_REVIEW, RunDriver
 from orchestrator.execution.evaluated_run import build_driver, execute_and_evaluate
-from orchestrator.execution.loop_thread import Engine
+from orchestrator.execution.loop_thread import LoopThread
 from orchestrator.execution.review import approve_round, sample_rounds
 from orchestrator.execution.run_worker import WorkerInput
 from orchestrator.execution.services import Services
@@ -57,9 +57,10 @@ def new_run_id(name: str) -> str:
 
 
 class RunManager:
-    def __init__(self, services: Services, *, server: RunConfig, engine: Engine, grace_s: float = 10.0,
-                 isolate: bool = True, counters: GeneratorCounters | None = None, max_active: int = 8) -> None:
-        self.services, self.server, self.engine = services, server, engine
+    def __init__(self, services: Services, *, server: RunConfig, loop_thread: LoopThread,
+                 grace_s: float = 10.0, isolate: bool = True, counters: GeneratorCounters | None = None,
+                 max_active: int = 8) -> None:
+        self.services, self.server, self.loop_thread = services, server, loop_thread
         self.grace_s, self.isolate, self.max_active = grace_s, isolate, max_active
         self.counters = counters or GeneratorCounters(services.generator)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -76,7 +77,7 @@ class RunManager:
         """A task drives the run, or a cancel of it is still settling its final status."""
         return run_id in self._tasks or run_id in self._cancelling
 
-    # ---- helpers (engine loop) ----
+    # ---- helpers (loop thread) ----
 
     def _driver(self, config: RunConfig) -> RunDriver:
         """Validates the config against its files (seeds) too, before anything is written. Training knobs
@@ -84,7 +85,7 @@ class RunManager:
         return build_driver(config, self.services)
 
     def _check_capacity(self) -> None:
-        """Creating or resuming one more run must stay within `max_active` (on the engine loop, so two
+        """Creating or resuming one more run must stay within `max_active` (on the loop thread, so two
         requests cannot both take the last slot)."""
         if len(self._tasks) >= self.max_active:
             raise TooManyRuns(f"{len(self._tasks)} runs are active, the most this server drives at once "
@@ -176,32 +177,32 @@ class RunManager:
 
         With an `idempotency_key` already recorded for the same request: (that run's id, False), nothing new;
         for a different request: `IdempotencyKeyReused`."""
-        return await self.engine.call(self._create(config, idempotency_key=idempotency_key,
+        return await self.loop_thread.call(self._create(config, idempotency_key=idempotency_key,
                                                    request_sha256=request_sha256))
 
     async def resume(self, run_id: str) -> RunRecord:
-        return await self.engine.call(self._resume(run_id))
+        return await self.loop_thread.call(self._resume(run_id))
 
     async def cancel(self, run_id: str) -> None:
-        await self.engine.call(self._cancel(run_id))
+        await self.loop_thread.call(self._cancel(run_id))
 
     async def approve(self, run_id: str, *, by: str, note: str = "") -> RunRecord:
         """Approve a reviewed run: one `awaiting_review` goes on from its paused round's export (honouring
         the review); a completed one gets every round's dataset files exported again as reviewed."""
-        return await self.engine.call(self._approve(run_id, by=by, note=note))
+        return await self.loop_thread.call(self._approve(run_id, by=by, note=note))
 
     async def resume_interrupted(self) -> list[str]:
-        return await self.engine.call(self._resume_interrupted())
+        return await self.loop_thread.call(self._resume_interrupted())
 
     async def aclose(self) -> None:
         """Stop every task; their runs are left `paused` for the next start to resume."""
-        await self.engine.call(self._aclose())
+        await self.loop_thread.call(self._aclose())
 
-    # ---- on the engine loop ----
+    # ---- on the loop thread ----
 
     async def _create(self, config: RunConfig, *, idempotency_key: str | None,
                       request_sha256: str) -> tuple[str, bool]:
-        # No await from the key's lookup to its record: on the one engine loop, a concurrent retry of the
+        # No await from the key's lookup to its record: on the one loop thread, a concurrent retry of the
         # same request cannot slip in between (and one API process owns the data dir: data_dir_lock.py).
         store = self.services.store
         if idempotency_key is not None:

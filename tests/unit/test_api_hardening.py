@@ -61,7 +61,7 @@ async def test_resume_drives_a_run_with_the_servers_current_services_and_storage
                                          "generator_urls": ["http://new-gen:2"], "timeout_s": 9.0}, adapters="new")
     services = SimpleNamespace(store=store, generator=SimpleNamespace(urls=["http://new-gen:2"]), retriever=None,
                                trainer=object(), judge=None)
-    manager = RunManager(services, server=server, engine=None, isolate=False, counters=object())  # type: ignore[arg-type]
+    manager = RunManager(services, server=server, loop_thread=None, isolate=False, counters=object())  # type: ignore[arg-type]
     started: list[RunDriver] = []
     manager._start = lambda run_id, driver: started.append(driver)  # type: ignore[method-assign]
     try:

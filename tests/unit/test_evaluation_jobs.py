@@ -28,7 +28,7 @@ async def test_evaluation_job_with_an_unexpected_error_ends_failed_with_the_reas
     (tmp_path / "eval-tasks" / "t.jsonl").write_text("{}\n", encoding="utf-8")
     config = RunConfig(storage={"data_dir": str(tmp_path)})
     store = RunStore(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    jobs = EvaluationJobs(store=store, generator=object(), config=config, engine=object())  # type: ignore[arg-type]
+    jobs = EvaluationJobs(store=store, generator=object(), config=config, loop_thread=object())  # type: ignore[arg-type]
     try:
         eval_id = await jobs._submit(EvaluationRequest(models=["base"], tasks=["t"]))
         await asyncio.wait_for(asyncio.gather(*jobs._tasks.values()), timeout=10)

@@ -89,7 +89,7 @@ def test_second_trainer_gives_up_when_the_lock_stays_held(tmp_path: Path) -> Non
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux only")
 def test_lowered_thread_priority_stays_in_that_thread_and_its_threads() -> None:
     """The API lowers its HTTP threads only: threads they start inherit it, a process another thread
-    starts (a run worker, from the engine thread) does not."""
+    starts (a run worker, from the API's loop thread) does not."""
     seen: dict[str, int] = {}
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 

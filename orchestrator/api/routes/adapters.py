@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
 
-from orchestrator.api.deps import Config, EngineDep, GeneratorClient, Store, require_token
+from orchestrator.api.deps import Config, GeneratorClient, LoopThreadDep, Store, require_token
 from orchestrator.api.protocol import AdapterAction, AdapterLoadRequest, AdapterOut
 from selfspec.adapters import validate_adapter_name, validate_adapter_path
 from selfspec.errors import AdapterNotFound, BackendError
@@ -22,9 +22,9 @@ router = APIRouter(prefix="/v1/adapters", tags=["adapters"], dependencies=[Depen
 
 
 @router.get("", response_model=list[AdapterOut])
-async def list_adapters(store: Store, generator: GeneratorClient, engine: EngineDep) -> Any:
+async def list_adapters(store: Store, generator: GeneratorClient, loop_thread: LoopThreadDep) -> Any:
     try:
-        loaded: set[str] | None = set(await engine.call(generator.list()))
+        loaded: set[str] | None = set(await loop_thread.call(generator.list()))
     except BackendError as err:  # the list still shows what the store knows
         log.warning("cannot list the generator's adapters: %s", err)
         loaded = None
@@ -44,7 +44,7 @@ async def load_adapter(
     store: Store,
     config: Config,
     generator: GeneratorClient,
-    engine: EngineDep,
+    loop_thread: LoopThreadDep,
     body: Annotated[AdapterLoadRequest | None, Body()] = None,
 ) -> AdapterAction:
     validate_adapter_name(name)
@@ -57,12 +57,12 @@ async def load_adapter(
         path = validate_adapter_path(known.path, config.adapters_dir)
     if not await asyncio.to_thread(path.is_dir):
         raise AdapterNotFound(f"no adapter directory at {path}")
-    await engine.call(generator.load_adapter(name, str(path)))
+    await loop_thread.call(generator.load_adapter(name, str(path)))
     return AdapterAction(name=name, loaded=True, path=str(path))
 
 
 @router.post("/{name}/unload", response_model=AdapterAction)
-async def unload_adapter(name: str, generator: GeneratorClient, engine: EngineDep) -> AdapterAction:
+async def unload_adapter(name: str, generator: GeneratorClient, loop_thread: LoopThreadDep) -> AdapterAction:
     validate_adapter_name(name)
-    await engine.call(generator.unload_adapter(name))
+    await loop_thread.call(generator.unload_adapter(name))
     return AdapterAction(name=name, loaded=False)

@@ -144,7 +144,7 @@ async def sample_passages(run_id: str, sample_id: str, state: State) -> SamplePa
     if refs and retriever is not None:
         k = max(len(refs), int((run.config or {}).get("retrieval", {}).get("k", len(refs))))
         query = retrieval_query(sample["instruction"], sample["input"])
-        hits = await state.engine.call(retriever.search(query, k))
+        hits = await state.loop_thread.call(retriever.search(query, k))
         texts = {hit.id: hit for hit in hits}
     passages = [
         Passage(doc_id=ref["doc_id"], score=ref["score"], title=texts[ref["doc_id"]].title,
