@@ -52,10 +52,13 @@ def _ok_samples(store: RunStore) -> int:
         return int(conn.execute(select(func.count()).select_from(samples).where(samples.c.status == "ok")).scalar())
 
 
-def _run(config: Path, *extra: str) -> subprocess.Popen[bytes]:
+def _run(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """The run's stderr goes to `log` (a pipe nobody reads could fill up and stall the child, and one left
+    open after a kill is an unclosed file)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "selfspec.cli", "run", "-c", str(config), *extra],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with log.open("ab") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "selfspec.cli", "run", "-c", str(config), *extra],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def test_kill_minus_nine_and_resume_three_times(tmp_path: Path) -> None:
@@ -67,7 +70,8 @@ def test_kill_minus_nine_and_resume_three_times(tmp_path: Path) -> None:
     rng = random.Random(1234)
     with fake:
         store = RunStore(f"sqlite:///{tmp_path / 'data' / 'selfspec.db'}")
-        process = _run(config)
+        log = tmp_path / "run.log"
+        process = _run(config, log)
         run_id = None
         kills = 0
         last = 0
@@ -75,7 +79,7 @@ def test_kill_minus_nine_and_resume_three_times(tmp_path: Path) -> None:
             threshold = last + rng.randint(3, 12)
             deadline = time.monotonic() + 120
             while _ok_samples(store) < threshold:
-                assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+                assert process.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, "run made no progress"
                 time.sleep(0.01)
             process.send_signal(signal.SIGKILL)
@@ -84,8 +88,8 @@ def test_kill_minus_nine_and_resume_three_times(tmp_path: Path) -> None:
             last = _ok_samples(store)
             assert last < TARGET, "killed too late to test resume"
             run_id = run_id or store.list_runs()[0].id
-            process = _run(config, "--resume", run_id)
-        assert process.wait(timeout=180) == 0, process.stderr.read().decode() if process.stderr else ""
+            process = _run(config, log, "--resume", run_id)
+        assert process.wait(timeout=180) == 0, log.read_text()[-3000:]
 
         with store.engine.connect() as conn:
             kept = conn.execute(select(instructions.c.id).where(instructions.c.verdict == "kept")).scalars().all()

@@ -80,12 +80,14 @@ def test_killed_sweep_resumes_its_runs_without_loss_or_duplicates(tmp_path: Path
             'base = "base.toml"\n', f'base = "base.toml"\n[sweep.overrides]\n"generation.target_per_round" = {target}\n'))
         command = [sys.executable, "-m", "selfspec.cli", "sweep", "-c", str(path)]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = tmp_path / "sweep.log"  # not a pipe: one left open after the kill is an unclosed file
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         state_path = tmp_path / "data/sweeps/k/state.json"
         store = RunStore(f"sqlite:///{tmp_path / 'data/selfspec.db'}")
         deadline = time.monotonic() + 120
         while True:  # wait until the second variant has committed a few samples
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert process.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "sweep made no progress"
             runs = json.loads(state_path.read_text())["runs"] if state_path.is_file() else {}
             if "k=2" in runs and 3 <= sum(1 for _ in store.iter_samples(runs["k=2"], 1)) < target:
