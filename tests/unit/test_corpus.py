@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import services
+from orchestrator.execution import services
 from selfspec.corpus import CsvColumns, checked_corpus, iter_corpus
 from selfspec.errors import InputFileError
 from selfspec.types import Document
