@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.store import RunStore
+from tests.e2e.browser import needs_chromium, signed_in_page
 from tests.fakes.openai_server import FakeState
 from tests.integration.test_api_support import api_config, fake_generator, running_api, wait_for_status
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 TOKEN = "dashboard-test-token"
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+    needs_chromium,
 ]
 
 
@@ -36,51 +36,38 @@ def test_dashboard_shows_progress_and_a_sample_with_passages(tmp_path: Path) -> 
             run_id = client.post("/v1/runs", json={"run": {"name": "ui"}}).raise_for_status().json()["id"]
             base = str(client.base_url).rstrip("/")
             errors: list[str] = []
-            with sync_api.sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                                     args=["--no-sandbox", "--disable-gpu"])
-                try:
-                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-                    page.on("pageerror", lambda exc: errors.append(str(exc)))
-                    page.goto(f"{base}/ui/#{run_id}")
-                    page.wait_for_selector("#token-form:not([hidden])")
-                    errors.clear()  # the 401 that asks for the token is logged by the browser on purpose
-                    page.fill("#token-input", TOKEN)
-                    page.click("#token-form button[type=submit]")
-                    expect = sync_api.expect  # selector-based waits: the page's CSP forbids eval
-                    expect(page.locator("#run-status")).to_have_text("running", timeout=30_000)
-                    page.screenshot(path=str(screenshots / "dashboard-running.png"), full_page=True)
-                    fake.down = False
-                    # the page only re-reads the run when an event arrives: reaching 'completed' is the SSE at work
-                    expect(page.locator("#run-status")).to_have_text("completed", timeout=90_000)
-                    expect(page.locator("#stages")).to_contain_text("30 / 30")
-                    assert wait_for_status(client, run_id, {"completed"})["samples_ok"] == 30
-                    assert page.inner_text("#runs-table").count(run_id) == 1
-                    page.click("#samples-table tbody tr")
-                    page.wait_for_selector("#sample-passages li.passage")
-                    passages = page.locator("#sample-passages li.passage")
-                    assert passages.count() == 5
-                    assert all(len(text) > 20 for text in passages.all_inner_texts())
-                    assert page.inner_text("#sample-response").startswith("Answer from fake-base")
-                    expect(page.locator("#events-log li").first).to_be_visible()
-                    expect(page.locator("#estimate-block")).to_be_hidden()  # no dry run of this config
-                    # A run of a dry-run config ends with its estimate next to the actual seconds (the
-                    # run path records it; here it is written straight into the store).
-                    store = RunStore(config.database_url)
-                    store.add_event(run_id, "estimate", {"phases": [
-                        {"phase": "round1:synthesis", "estimated_s": 12.0, "actual_s": 9.6},
-                        {"phase": "evaluation", "estimated_s": 30.0, "actual_s": None}]})
-                    store.close()
-                    page.reload()
-                    expect(page.locator("#estimate-block")).to_be_visible(timeout=30_000)
-                    rows = page.locator("#estimate-table tbody tr")
-                    expect(rows).to_have_count(2)
-                    expect(rows.nth(0)).to_have_text("round1:synthesis1210")
-                    expect(rows.nth(1)).to_have_text("evaluation30-")
-                    page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
-                finally:
-                    browser.close()
+            with signed_in_page(sync_api, f"{base}/ui/#{run_id}", token=TOKEN, errors=errors) as page:
+                expect = sync_api.expect  # selector-based waits: the page's CSP forbids eval
+                expect(page.locator("#run-status")).to_have_text("running", timeout=30_000)
+                page.screenshot(path=str(screenshots / "dashboard-running.png"), full_page=True)
+                fake.down = False
+                # the page only re-reads the run when an event arrives: reaching 'completed' is the SSE at work
+                expect(page.locator("#run-status")).to_have_text("completed", timeout=90_000)
+                expect(page.locator("#stages")).to_contain_text("30 / 30")
+                assert wait_for_status(client, run_id, {"completed"})["samples_ok"] == 30
+                assert page.inner_text("#runs-table").count(run_id) == 1
+                page.click("#samples-table tbody tr")
+                page.wait_for_selector("#sample-passages li.passage")
+                passages = page.locator("#sample-passages li.passage")
+                assert passages.count() == 5
+                assert all(len(text) > 20 for text in passages.all_inner_texts())
+                assert page.inner_text("#sample-response").startswith("Answer from fake-base")
+                expect(page.locator("#events-log li").first).to_be_visible()
+                expect(page.locator("#estimate-block")).to_be_hidden()  # no dry run of this config
+                # A run of a dry-run config ends with its estimate next to the actual seconds (the
+                # run path records it; here it is written straight into the store).
+                store = RunStore(config.database_url)
+                store.add_event(run_id, "estimate", {"phases": [
+                    {"phase": "round1:synthesis", "estimated_s": 12.0, "actual_s": 9.6},
+                    {"phase": "evaluation", "estimated_s": 30.0, "actual_s": None}]})
+                store.close()
+                page.reload()
+                expect(page.locator("#estimate-block")).to_be_visible(timeout=30_000)
+                rows = page.locator("#estimate-table tbody tr")
+                expect(rows).to_have_count(2)
+                expect(rows.nth(0)).to_have_text("round1:synthesis1210")
+                expect(rows.nth(1)).to_have_text("evaluation30-")
+                page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
     assert (screenshots / "dashboard.png").stat().st_size > 10_000
     assert errors == [], errors
     if os.environ.get("DASHBOARD_SCREENSHOT"):

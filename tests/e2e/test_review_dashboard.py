@@ -17,16 +17,16 @@ import pytest
 
 from orchestrator.store import RunStore
 from selfspec.settings import RunConfig, load_config
+from tests.e2e.browser import needs_chromium, signed_in_page
 from tests.fakes.review_round import DROPPED, populate_review_round, sample_id
 from tests.integration.test_api_support import config_data, fake_generator, running_api, wait_for_status
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 TOKEN = "review-dashboard-token"
 RUN_ID = "review-e2e"
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+    needs_chromium,
 ]
 
 
@@ -57,71 +57,58 @@ def test_review_panel_rejects_restores_and_approves_a_run(tmp_path: Path) -> Non
         with running_api(_config(tmp_path, gen_url), token=TOKEN) as client:
             base = str(client.base_url).rstrip("/")
             errors: list[str] = []
-            with sync_api.sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                                     args=["--no-sandbox", "--disable-gpu"])
-                try:
-                    page = browser.new_page(viewport={"width": 1400, "height": 1200})
-                    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-                    page.on("pageerror", lambda exc: errors.append(str(exc)))
-                    page.goto(f"{base}/ui/#{RUN_ID}")
-                    page.wait_for_selector("#token-form:not([hidden])")
-                    errors.clear()  # the 401 that asks for the token is logged by the browser on purpose
-                    page.fill("#token-input", TOKEN)
-                    page.click("#token-form button[type=submit]")
-                    expect = sync_api.expect
-                    expect(page.locator("#run-status")).to_have_text("awaiting_review", timeout=30_000)
-                    expect(page.locator("#review-banner")).to_contain_text("waits for your review")
-                    rows = page.locator("#review-table tbody tr")
-                    expect(rows).to_have_count(9)  # six kept instructions and three dropped ones
+            with signed_in_page(sync_api, f"{base}/ui/#{RUN_ID}", token=TOKEN, errors=errors, height=1200) as page:
+                expect = sync_api.expect
+                expect(page.locator("#run-status")).to_have_text("awaiting_review", timeout=30_000)
+                expect(page.locator("#review-banner")).to_contain_text("waits for your review")
+                rows = page.locator("#review-table tbody tr")
+                expect(rows).to_have_count(9)  # six kept instructions and three dropped ones
 
-                    # Filter to near-duplicates: the dropped instructions, each with its reason, nothing to restore.
-                    page.select_option("#review-filter", "verdict:near_duplicate")
-                    expect(rows).to_have_count(2)
-                    expect(rows.first).to_contain_text("dropped: near_duplicate")
-                    rows.first.click()
-                    expect(page.locator("#review-verdict")).to_contain_text("ROUGE-L 0.92 > 0.7")
-                    expect(page.locator("#review-reject")).to_be_disabled()
-                    expect(page.locator("#review-restore")).to_be_disabled()
+                # Filter to near-duplicates: the dropped instructions, each with its reason, nothing to restore.
+                page.select_option("#review-filter", "verdict:near_duplicate")
+                expect(rows).to_have_count(2)
+                expect(rows.first).to_contain_text("dropped: near_duplicate")
+                rows.first.click()
+                expect(page.locator("#review-verdict")).to_contain_text("ROUGE-L 0.92 > 0.7")
+                expect(page.locator("#review-reject")).to_be_disabled()
+                expect(page.locator("#review-restore")).to_be_disabled()
 
-                    # The kept instruction it duplicates, found by full-text search (typed after '/').
-                    page.select_option("#review-filter", "")
-                    page.keyboard.press("/")
-                    page.keyboard.type("INTERLEUKIN-2")
-                    page.keyboard.press("Enter")
-                    expect(rows).to_have_count(2)
-                    assert DROPPED[0][0] in page.inner_text("#review-table")
-                    kept = page.locator(f"#review-table tbody tr[data-sample-id='{first}']")
-                    kept.click()
-                    expect(page.locator("#review-passages li.doc")).to_have_count(2)
-                    expect(page.locator("#review-passages")).to_contain_text("bm-0001")
-                    page.keyboard.press("x")  # reject, from the keyboard
-                    expect(kept).to_contain_text("rejected")
-                    expect(page.locator("#review-state")).to_contain_text("token:")
-                    page.keyboard.press("r")  # and restore it
-                    expect(page.locator(f"#review-table tbody tr[data-sample-id='{first}']")).to_contain_text("included")
+                # The kept instruction it duplicates, found by full-text search (typed after '/').
+                page.select_option("#review-filter", "")
+                page.keyboard.press("/")
+                page.keyboard.type("INTERLEUKIN-2")
+                page.keyboard.press("Enter")
+                expect(rows).to_have_count(2)
+                assert DROPPED[0][0] in page.inner_text("#review-table")
+                kept = page.locator(f"#review-table tbody tr[data-sample-id='{first}']")
+                kept.click()
+                expect(page.locator("#review-passages li.doc")).to_have_count(2)
+                expect(page.locator("#review-passages")).to_contain_text("bm-0001")
+                page.keyboard.press("x")  # reject, from the keyboard
+                expect(kept).to_contain_text("rejected")
+                expect(page.locator("#review-state")).to_contain_text("token:")
+                page.keyboard.press("r")  # and restore it
+                expect(page.locator(f"#review-table tbody tr[data-sample-id='{first}']")).to_contain_text("included")
 
-                    # Reject another through its button, in the list of ok samples.
-                    page.fill("#review-search", "")
-                    page.select_option("#review-filter", "status:ok")
-                    expect(rows).to_have_count(4)
-                    page.click(f"#review-table tbody tr[data-sample-id='{second}']")
-                    page.click("#review-reject")
-                    expect(page.locator(f"#review-table tbody tr[data-sample-id='{second}']")).to_contain_text("rejected")
-                    log = page.locator("#review-log li")
-                    expect(log).to_have_count(3)
-                    page.screenshot(path=str(screenshots / "review.png"), full_page=True)
+                # Reject another through its button, in the list of ok samples.
+                page.fill("#review-search", "")
+                page.select_option("#review-filter", "status:ok")
+                expect(rows).to_have_count(4)
+                page.click(f"#review-table tbody tr[data-sample-id='{second}']")
+                page.click("#review-reject")
+                expect(page.locator(f"#review-table tbody tr[data-sample-id='{second}']")).to_contain_text("rejected")
+                log = page.locator("#review-log li")
+                expect(log).to_have_count(3)
+                page.screenshot(path=str(screenshots / "review.png"), full_page=True)
 
-                    page.click("#review-approve")
-                    expect(page.locator("#run-status")).to_have_text("completed", timeout=90_000)
-                    expect(log).to_have_count(4)
-                    actions = [item.get_attribute("data-action") for item in log.all()]
-                    assert actions == ["reject", "restore", "reject", "approve"]
-                    texts = log.all_inner_texts()
-                    assert first in texts[0] and first in texts[1] and second in texts[2]
-                    page.screenshot(path=str(screenshots / "review-approved.png"), full_page=True)
-                finally:
-                    browser.close()
+                page.click("#review-approve")
+                expect(page.locator("#run-status")).to_have_text("completed", timeout=90_000)
+                expect(log).to_have_count(4)
+                actions = [item.get_attribute("data-action") for item in log.all()]
+                assert actions == ["reject", "restore", "reject", "approve"]
+                texts = log.all_inner_texts()
+                assert first in texts[0] and first in texts[1] and second in texts[2]
+                page.screenshot(path=str(screenshots / "review-approved.png"), full_page=True)
             wait_for_status(client, RUN_ID, {"completed"})
             events = client.get(f"/v1/runs/{RUN_ID}/review/log").raise_for_status().json()
     sft = tmp_path / "data" / "runs" / RUN_ID / "round1" / "sft.jsonl"

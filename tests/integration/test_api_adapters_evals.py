@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,15 +42,22 @@ class FakeTrainer:
         return AdapterRef(name=name, path=str(out), base_model="fake-base", round=round, run_id=run_id)
 
 
-def test_two_rounds_with_training_hot_load_and_list_adapters(tmp_path: Path) -> None:
-    state = FakeState()
-    trainers: list[FakeTrainer] = []
+def fake_trainer_services(trainers: list[FakeTrainer]) -> Callable[[RunConfig], AbstractAsyncContextManager[Services]]:
+    """A services factory for running_api: the real services with a FakeTrainer, appended to `trainers`."""
 
     @asynccontextmanager
     async def services_with_fake_trainer(config: RunConfig) -> AsyncIterator[Services]:
         async with open_services(config) as services:
             trainers.append(FakeTrainer(config.adapters_dir))
             yield replace(services, trainer=trainers[-1])
+
+    return services_with_fake_trainer
+
+
+def test_two_rounds_with_training_hot_load_and_list_adapters(tmp_path: Path) -> None:
+    state = FakeState()
+    trainers: list[FakeTrainer] = []
+    services_with_fake_trainer = fake_trainer_services(trainers)
 
     with fake_generator(state) as gen_url:
         config = api_config(tmp_path, gen_url, target=6)

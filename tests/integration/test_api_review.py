@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from orchestrator.execution.services import Services, open_services
-from selfspec.settings import RunConfig
-from tests.integration.test_api_adapters_evals import FakeTrainer
+from tests.integration.test_api_adapters_evals import FakeTrainer, fake_trainer_services
 from tests.integration.test_api_support import (
     api_config,
     fake_generator,
@@ -114,12 +109,7 @@ def test_review_without_a_token_is_local_and_a_run_without_review_goes_on(tmp_pa
 
 def test_review_training_uses_the_reviewed_round(tmp_path: Path) -> None:
     trainers: list[FakeTrainer] = []
-
-    @asynccontextmanager
-    async def services_with_fake_trainer(config: RunConfig) -> AsyncIterator[Services]:
-        async with open_services(config) as services:
-            trainers.append(FakeTrainer(config.adapters_dir))
-            yield replace(services, trainer=trainers[-1])
+    services_with_fake_trainer = fake_trainer_services(trainers)
 
     with fake_generator() as gen_url:
         config = api_config(tmp_path, gen_url, target=5)
