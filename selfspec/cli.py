@@ -15,7 +15,7 @@ from rich.console import Console
 from selfspec.console import print_error
 from selfspec.errors import SelfSpecError
 from selfspec.logging_setup import configure_logging
-from selfspec.settings import REPO_ROOT, load_config
+from selfspec.settings import DEFAULT_CACHE_DIR, REPO_ROOT, load_config
 
 if TYPE_CHECKING:
     from selfspec.clients.openai_compat import OpenAICompatGenerator
@@ -37,7 +37,7 @@ app.add_typer(publish_app, name="publish")
 
 console = Console()
 log = logging.getLogger("selfspec")
-DEFAULT_CACHE = REPO_ROOT / ".cache/selfspec"
+DEFAULT_CACHE = REPO_ROOT / DEFAULT_CACHE_DIR
 
 
 @app.callback()

@@ -251,7 +251,6 @@ class RoundRunner:
             self.store.set_instruction_verdict(spare.id, "kept", reason)
             self.kept += 1
             self._queue.put_nowait(spare.model_copy(update={"verdict": "kept", "reason": reason}))
-        self._report()
 
     # ---- stage 2: grounded responses ----
 
