@@ -16,13 +16,21 @@
     ├── ContextLengthExceeded  a prompt leaves no room in the generator's context (vLLM's 400)
     ├── ParseError             model output unusable
     ├── RunNotFound
+    ├── RunStateConflict       the run's state does not allow the action (resume of a completed run)
+    ├── TooManyRuns            a server already drives as many runs as it may
+    ├── EvaluationNotFound
     └── StageError(stage, item_id)  raised `from` the underlying error
+    ConfigError
+    ├── RequestFieldError(errors)   a request body's bad fields, one entry each
+    └── IdempotencyKeyReused   an `Idempotency-Key` sent again with another request body
 
 `RETRYABLE` is what every service client retries (`selfspec.clients.base`, where the status mapping
 says why) and what a caller outliving those retries may wait out.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from selfspec.urls import redact_url
 
@@ -109,6 +117,30 @@ class ParseError(SelfSpecError):
 
 class RunNotFound(SelfSpecError):
     pass
+
+
+class RunStateConflict(SelfSpecError):
+    """The run is not in a state that allows this action (e.g. resume of a completed run)."""
+
+
+class TooManyRuns(SelfSpecError):
+    """The server already drives as many runs as `SELFSPEC_API_MAX_ACTIVE_RUNS` allows (429)."""
+
+
+class EvaluationNotFound(SelfSpecError):
+    pass
+
+
+class RequestFieldError(ConfigError):
+    """A request body that failed validation, with one entry per bad field (`loc` is the field path)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"[{'.'.join(str(p) for p in e['loc'])}] {e['msg']}" for e in errors))
+
+
+class IdempotencyKeyReused(ConfigError):
+    """An `Idempotency-Key` sent again with a different request body."""
 
 
 class StageError(SelfSpecError):

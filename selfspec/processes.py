@@ -4,6 +4,8 @@ the file lock that keeps one of them per resource."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -144,6 +146,20 @@ class ManagedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def terminate(process: asyncio.subprocess.Process, *, grace_s: float, kill_wait_s: float = 5.0) -> None:
+    """End a child we started: SIGTERM lets it record its state; SIGKILL if it is still there after
+    `grace_s`. Waits for it to be reaped (at most `kill_wait_s` after the SIGKILL)."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout=grace_s)
+    except TimeoutError:
+        log.warning("process %d ignored SIGTERM for %.0fs; killing it", process.pid, grace_s)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await asyncio.wait_for(process.wait(), timeout=kill_wait_s)
 
 
 def child_env(*, drop: Iterable[str] = SECRET_ENV) -> dict[str, str]:

@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# A served model's name (base or adapter) and a run id, as requests may name them.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

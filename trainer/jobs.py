@@ -9,8 +9,11 @@ Every job of `LocalSubprocessRunner` is a folder, so its state survives a restar
     <jobs>/<id>/exit.json       the process's exit code, as seen by the runner
     <jobs>/<id>/train.log       its stdout + stderr
 
-Training runs in its own process, so a crash (or OOM kill) cannot take the caller down; submitting the
-same config again resumes from the job's checkpoints.
+Training runs in its own process, so a crash (or OOM kill) cannot take the caller down. Trainings are
+jobs (selfspec/jobs.py): each one's work resumes from its checkpoints. A job the runner stopped (`aclose`)
+or lost (kill -9 of its process) has neither `result.json` nor `exit.json`: `resume_interrupted` starts
+those again in their own folders (the trainer service does on start; a run worker's runner does not, it
+shares the jobs dir with other runs), and submitting the same config again resumes from them too.
 
 One training at a time per data dir, whoever starts it: every run worker process has a runner of its
 own (and the trainer service another), so besides its in-process slots a job waits, `queued`, for an
@@ -34,9 +37,10 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from selfspec.auth import SECRET_ENV
 from selfspec.errors import BackendTimeout, SelfSpecError
 from selfspec.files import write_text_atomic
+from selfspec.jobs import JobTasks
+from selfspec.processes import child_env, terminate
 from selfspec.settings import REPO_ROOT
 from selfspec.types import AdapterRef
 from trainer.config import TrainConfig
@@ -160,13 +164,14 @@ class LocalSubprocessRunner:
     this runner and one at a time per `slot_lock` (default `<jobs_dir>/../training.lock`) on the host."""
 
     def __init__(self, jobs_dir: Path, *, python: str = sys.executable, max_concurrent: int = 1,
-                 env: Mapping[str, str] | None = None, slot_lock: Path | None = None) -> None:
+                 env: Mapping[str, str] | None = None, slot_lock: Path | None = None, grace_s: float = 10.0) -> None:
         self.jobs_dir = Path(jobs_dir)
         self.slot_lock = slot_lock or self.jobs_dir.parent / SLOT_LOCK
         self._python = python
         self._slots = asyncio.Semaphore(max_concurrent)
         self._env = dict(env) if env is not None else _child_env()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._grace_s = grace_s
+        self._tasks = JobTasks("training")
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._by_output: dict[str, str] = {}
 
@@ -184,9 +189,32 @@ class LocalSubprocessRunner:
         job_dir.mkdir(parents=True)
         (job_dir / "config.json").write_text(config.to_json(), encoding="utf-8")
         self._by_output[key] = job_id
-        self._tasks[job_id] = asyncio.create_task(self._run(job_id), name=f"train-{job_id}")
+        self._tasks.start(job_id, self._run(job_id))
         log.info("job %s queued: adapter %s", job_id, config.name)
         return job_id
+
+    def interrupted(self) -> list[str]:
+        """Jobs whose trainer neither finished nor exited as far as any runner saw, that no task here drives."""
+        if not self.jobs_dir.is_dir():
+            return []
+        return sorted(job.name for job in self.jobs_dir.iterdir()
+                      if _JOB_ID.match(job.name) and (job / "config.json").is_file() and job.name not in self._tasks
+                      and not (job / "result.json").exists() and not (job / "exit.json").exists())
+
+    def resume_interrupted(self) -> list[str]:
+        """Start every interrupted job again in its own folder (its trainer resumes from the checkpoints);
+        one whose config no longer loads gets an `exit.json` saying so. The ids started."""
+        def start(job_id: str) -> None:
+            config = TrainConfig.from_json_file(self.jobs_dir / job_id / "config.json")
+            self._by_output[str(config.output_dir.resolve())] = job_id
+            self._tasks.start(job_id, self._run(job_id))
+
+        def failed(job_id: str, err: Exception) -> None:
+            _write_json(self.jobs_dir / job_id / "exit.json", {"returncode": 2})
+            with _open_log(self.jobs_dir / job_id / "train.log") as log_file:
+                log_file.write(f"cannot resume: {err}\n".encode())
+
+        return self._tasks.resume(self.interrupted(), start=start, failed=failed)
 
     async def status(self, job_id: str) -> JobStatus:
         job_dir = self._job_dir(job_id)
@@ -201,14 +229,14 @@ class LocalSubprocessRunner:
             tail = _log_tail(job_dir / "train.log")
             return JobStatus(id=job_id, state="failed", error=f"{error}: {tail}" if tail else error,
                              progress=progress)
+        if job_id in self._tasks:  # a resumed job's process.json names its previous, dead trainer
+            return JobStatus(id=job_id, state="running" if job_id in self._procs else "queued", progress=progress)
         pid = self.pid(job_id)
+        if pid is not None and _pid_alive(pid):  # another runner's
+            return JobStatus(id=job_id, state="running", progress=progress)
         if pid is not None:
-            if job_id in self._procs or (job_id not in self._tasks and _pid_alive(pid)):
-                return JobStatus(id=job_id, state="running", progress=progress)
             return JobStatus(id=job_id, state="failed", error=f"trainer process {pid} was lost",
                              progress=progress)
-        if job_id in self._tasks:
-            return JobStatus(id=job_id, state="queued")
         return JobStatus(id=job_id, state="failed", error="the runner stopped before the job started")
 
     async def wait(self, job_id: str, poll_s: float = 2.0, *, timeout_s: float | None = None) -> AdapterRef:
@@ -223,19 +251,10 @@ class LocalSubprocessRunner:
     def log_path(self, job_id: str) -> Path:
         return self._job_dir(job_id) / "train.log"
 
-    async def aclose(self, *, terminate: bool = True, grace_s: float = 10.0) -> None:
-        """Stop queued jobs; with `terminate`, SIGTERM running trainers (they resume on resubmit)."""
-        for job_id, task in list(self._tasks.items()):
-            proc = self._procs.get(job_id)
-            if proc is not None and terminate and proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), grace_s)
-                except TimeoutError:
-                    proc.kill()
-            if proc is None or terminate:
-                task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+    async def aclose(self) -> None:
+        """Stop every job: queued ones are dropped, running trainers get SIGTERM (SIGKILL after the grace
+        period). Neither counts as the job's end: it stays interrupted, to be resumed."""
+        await self._tasks.stop(timeout_s=self._grace_s + 10.0)
 
     # ---- internals ----
 
@@ -275,15 +294,18 @@ class LocalSubprocessRunner:
             log.info("job %s running as pid %d (log %s)", job_id, proc.pid, job_dir / "train.log")
             try:
                 code = await proc.wait()
-                _write_json(job_dir / "exit.json", {"returncode": code})
+            except asyncio.CancelledError:  # stopped by the runner, not ended: no exit.json
+                await terminate(proc, grace_s=self._grace_s)
+                raise
             finally:
                 self._procs.pop(job_id, None)
+            _write_json(job_dir / "exit.json", {"returncode": code})
             log.info("job %s: trainer process %s", job_id, _describe_exit(code))
 
 
 def _child_env() -> dict[str, str]:
     """The trainer process finds this checkout's packages first; its stdout is unbuffered for the log."""
-    env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV}  # it calls no service
+    env = child_env()  # without the service tokens: it calls no service
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env

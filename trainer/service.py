@@ -116,6 +116,9 @@ def create_app(*, data_dir: Path, adapters_dir: Path, runner: TrainingJobRunner 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The service owns its jobs dir: trainings it was running when it stopped (or died) go on.
+        if owned and isinstance(jobs, LocalSubprocessRunner):
+            jobs.resume_interrupted()
         yield
         if owned and isinstance(jobs, LocalSubprocessRunner):
             await jobs.aclose()

@@ -1,4 +1,4 @@
-"""Errors the API adds, and the one place `SelfSpecError`s become JSON responses.
+"""The one place `SelfSpecError`s become JSON responses.
 
 Bodies are `{"detail": ...}` like FastAPI's own; 422s carry a list of `{"loc", "msg", "type"}`
 so a client can point at the offending field (`loc` is the field path).
@@ -7,7 +7,6 @@ so a client can point at the offending field (`loc` is the field path).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,36 +20,16 @@ from selfspec.errors import (
     AdapterNotFound,
     BackendError,
     ConfigError,
+    EvaluationNotFound,
     InputFileError,
+    RequestFieldError,
     RunNotFound,
+    RunStateConflict,
     SelfSpecError,
+    TooManyRuns,
 )
 
 log = logging.getLogger(__name__)
-
-
-class RunStateConflict(SelfSpecError):
-    """The run is not in a state that allows this action (e.g. resume of a completed run)."""
-
-
-class TooManyRuns(SelfSpecError):
-    """The server already drives as many runs as `SELFSPEC_API_MAX_ACTIVE_RUNS` allows (429)."""
-
-
-class IdempotencyKeyReused(ConfigError):
-    """An `Idempotency-Key` sent again with a different request body."""
-
-
-class EvaluationNotFound(SelfSpecError):
-    pass
-
-
-class RequestFieldError(ConfigError):
-    """A request body that failed validation, with one entry per bad field."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"[{'.'.join(str(p) for p in e['loc'])}] {e['msg']}" for e in errors))
 
 
 RETRY_AFTER_S = 30  # what a 429 suggests: runs take minutes, so polling faster gains nothing

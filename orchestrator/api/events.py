@@ -15,8 +15,8 @@ from typing import Any
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
-from orchestrator.api.queries import TERMINAL, as_utc
-from orchestrator.store import RunStore
+from orchestrator.api.queries import as_utc
+from orchestrator.store import TERMINAL, RunStore
 from selfspec.errors import SelfSpecError
 
 BATCH = 500

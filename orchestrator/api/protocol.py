@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+from orchestrator.execution.evaluation_jobs import EvaluationSpec
 
 
 def _utc(value: datetime) -> datetime:
@@ -223,18 +223,8 @@ class AdapterAction(BaseModel):
 
 # ---- evaluations ----
 
-class EvaluationRequest(_Request):
-    models: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
-        min_length=1, max_length=16, description="served model names (base, adapters), base first")
-    tasks: list[str] = Field(min_length=1, max_length=64,
-                             description="task folders ('biomedical') or files ('biomedical/pubmed_yes_no')")
-    shots: list[Annotated[int, Field(ge=0, le=64)]] = Field([0], min_length=1, max_length=8)
-    max_items: int = Field(0, ge=0, le=10_000_000, description="first N items per task; 0 = all")
-    concurrency: int = Field(8, ge=1, le=64)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    run_id: str | None = Field(None, pattern=NAME_PATTERN)
-    scoring: list[Literal["generate", "choice", "constrained"]] = Field(
-        ["generate"], min_length=1, max_length=3, description="scoring modes (evaluation/README.md)")
+class EvaluationRequest(EvaluationSpec):
+    model_config = ConfigDict(extra="forbid")
 
 
 class EvaluationOut(BaseModel):

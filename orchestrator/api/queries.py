@@ -9,7 +9,6 @@ from orchestrator.pipeline.gates import JUDGE_UNPARSED_KEPT
 from orchestrator.store import RunRecord, RunStore
 
 RATE_WINDOW_S = 60.0  # samples/s is measured over this trailing window
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 def as_utc(value: datetime) -> datetime:

@@ -16,40 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from orchestrator.api.errors import RequestFieldError
+from orchestrator.execution.stored_config import SERVER_SECTIONS, RequestedRunConfig, merge
+from selfspec.errors import RequestFieldError
 from selfspec.models import REGISTRY
 from selfspec.settings import REPO_ROOT, RunConfig
 from selfspec.urls import redact_url
 
-SERVER_SECTIONS = ("storage", "services")
 SERVER_FIELDS = (("run", "index"), ("run", "corpus"), ("retrieval", "backend"))
-
-
-class RequestedRunConfig(RunConfig):
-    """A `RunConfig` built from explicit values only (no env source): what a request or the store says."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _error(loc: tuple[str, ...], msg: str, kind: str) -> dict[str, Any]:
@@ -97,7 +71,7 @@ def build_run_config(body: Any, server: RunConfig) -> RunConfig:
     if not isinstance(body, dict):
         raise RequestFieldError([_error((), "expected a JSON object with run config sections", "dict_type")])
     try:
-        config = RequestedRunConfig(**_merge(server.model_dump(mode="json"), body))
+        config = RequestedRunConfig(**merge(server.model_dump(mode="json"), body))
     except ValidationError as err:
         raise RequestFieldError([
             _error(tuple(str(p) for p in e["loc"]), e["msg"], e["type"]) for e in err.errors()
@@ -131,16 +105,3 @@ def public_config(data: dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(gates, dict) and isinstance(gates.get("judge_url"), str):
         shown["gates"] = {**gates, "judge_url": redact_url(gates["judge_url"])}
     return shown
-
-
-def server_sections(server: RunConfig) -> dict[str, Any]:
-    """The sections the server owns (where its store, data and services are), as JSON."""
-    dumped = server.model_dump(mode="json")
-    return {section: dumped[section] for section in SERVER_SECTIONS}
-
-
-def resumed_run_config(data: dict[str, Any], sections: dict[str, Any]) -> RunConfig:
-    """The config a stored run is driven with: its own sections, but the server's current `sections`
-    (`server_sections`). The stored copy of those is what the server had when the run was created; after
-    a restart with moved services, other replicas or a new trainer, it would send the run to stale URLs."""
-    return RequestedRunConfig(**{**data, **sections})

@@ -2,7 +2,8 @@
 
 Task names resolve under the shipped task dir (`evaluation/tasks`) or `<data_dir>/eval-tasks`, never
 to a path a request supplies. Output goes to `<data_dir>/evaluations/<id>`; `evaluate` appends
-predictions as they arrive, so an evaluation interrupted by a restart is started again and resumes.
+predictions as they arrive, so an evaluation interrupted by a restart is started again and resumes
+(evaluations are jobs: selfspec/jobs.py).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from orchestrator.api.errors import EvaluationNotFound, RequestFieldError
-from orchestrator.api.protocol import EvaluationRequest
+from pydantic import BaseModel, Field
+
 from orchestrator.execution.loop_thread import LoopThread
 from orchestrator.store import EvaluationRecord, RunStore
 from selfspec.clients.protocols import Generator
-from selfspec.errors import SelfSpecError
+from selfspec.errors import EvaluationNotFound, RequestFieldError, SelfSpecError
+from selfspec.jobs import JobTasks
 from selfspec.settings import REPO_ROOT, RunConfig
+from selfspec.types import NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +59,29 @@ def resolve_tasks(names: list[str], config: RunConfig) -> list[Path]:
     return files
 
 
+class EvaluationSpec(BaseModel):
+    """What an evaluation job runs: the API's request body, kept in the store and read back on resume."""
+
+    models: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        min_length=1, max_length=16, description="served model names (base, adapters), base first")
+    tasks: list[str] = Field(min_length=1, max_length=64,
+                             description="task folders ('biomedical') or files ('biomedical/pubmed_yes_no')")
+    shots: list[Annotated[int, Field(ge=0, le=64)]] = Field([0], min_length=1, max_length=8)
+    max_items: int = Field(0, ge=0, le=10_000_000, description="first N items per task; 0 = all")
+    concurrency: int = Field(8, ge=1, le=64)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    run_id: str | None = Field(None, pattern=NAME_PATTERN)
+    scoring: list[Literal["generate", "choice", "constrained"]] = Field(
+        ["generate"], min_length=1, max_length=3, description="scoring modes (evaluation/README.md)")
+
+
 class EvaluationJobs:
     """Evaluation tasks run on the loop thread (with the generator client); the table is read from anywhere."""
 
     def __init__(self, *, store: RunStore, generator: Generator, config: RunConfig,
                  loop_thread: LoopThread) -> None:
         self.store, self.generator, self.config, self.loop_thread = store, generator, config, loop_thread
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = JobTasks("evaluation")
         self.progress: dict[str, tuple[int, int]] = {}
 
     def out_dir(self, eval_id: str) -> Path:
@@ -76,7 +95,7 @@ class EvaluationJobs:
 
     # ---- lifecycle ----
 
-    async def submit(self, request: EvaluationRequest) -> str:
+    async def submit(self, request: EvaluationSpec) -> str:
         return await self.loop_thread.call(self._submit(request))
 
     async def resume_interrupted(self) -> None:
@@ -85,7 +104,7 @@ class EvaluationJobs:
     async def aclose(self) -> None:
         await self.loop_thread.call(self._aclose())
 
-    async def _submit(self, request: EvaluationRequest) -> str:
+    async def _submit(self, request: EvaluationSpec) -> str:
         if request.run_id is not None:
             self.store.get_run(request.run_id)  # 404 for an unknown run
         resolve_tasks(request.tasks, self.config)  # 422 before anything is written
@@ -94,12 +113,10 @@ class EvaluationJobs:
         self._start(eval_id, request)
         return eval_id
 
-    def _start(self, eval_id: str, request: EvaluationRequest) -> None:
-        task = asyncio.create_task(self._execute(eval_id, request), name=f"eval-{eval_id}")
-        self._tasks[eval_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(eval_id, None))
+    def _start(self, eval_id: str, request: EvaluationSpec) -> None:
+        self._tasks.start(eval_id, self._execute(eval_id, request))
 
-    async def _execute(self, eval_id: str, request: EvaluationRequest) -> None:
+    async def _execute(self, eval_id: str, request: EvaluationSpec) -> None:
         from evaluation.report import write_report
         from evaluation.runner import evaluate
 
@@ -126,14 +143,12 @@ class EvaluationJobs:
                                   report_path=str(report))
 
     async def _resume_interrupted(self) -> None:
-        for record in self.store.list_evaluations():
-            if record.status in ("pending", "running") and record.id not in self._tasks:
-                log.info("resuming evaluation %s", record.id)
-                self._start(record.id, EvaluationRequest.model_validate(record.request))
+        requests = {record.id: record.request for record in self.store.list_evaluations()
+                    if record.status in ("pending", "running")}
+        self._tasks.resume(
+            requests, start=lambda eval_id: self._start(eval_id, EvaluationSpec.model_validate(requests[eval_id])),
+            failed=lambda eval_id, err: self.store.set_evaluation(eval_id, status="failed",
+                                                                  error=f"resume failed: {err}"[:2000]))
 
     async def _aclose(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=10.0)
+        await self._tasks.stop(timeout_s=10.0)

@@ -8,10 +8,10 @@ e.g. a test's fake trainer, which a child process could not rebuild) the task dr
 Tasks live on the loop thread (see loop_thread.py); the public methods are coroutines callable from the
 HTTP loop, and hop to the loop thread themselves.
 
-Runs live in the store, not here: this only knows which of them have a task in this process. On
-startup, runs the store still shows as pending/running/paused (the process died under them) are
-started again; the driver resumes each from its committed items. On shutdown the tasks are
-cancelled and their runs marked `paused` so the next start picks them up; a run cancelled by a
+Runs are jobs (selfspec/jobs.py): they live in the store, and this only knows which of them have a task
+in this process. On startup, runs the store still shows as pending/running/paused (the process died
+under them) are started again; the driver resumes each from its committed items. On shutdown the tasks
+are cancelled and their runs marked `paused` so the next start picks them up; a run cancelled by a
 request is `cancelled` and stays so until `resume`.
 """
 
@@ -22,24 +22,22 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 import uuid
 from pathlib import Path
 
-from orchestrator.api.errors import IdempotencyKeyReused, RunStateConflict, TooManyRuns
-from orchestrator.api.metrics import GeneratorCounters
-from orchestrator.api.queries import TERMINAL
-from orchestrator.api.run_configs import resumed_run_config, server_sections
 from orchestrator.execution.driver import AWAITING_REVIEW, RunDriver
 from orchestrator.execution.evaluated_run import build_driver, execute_and_evaluate
+from orchestrator.execution.generator_counters import GeneratorCounters
 from orchestrator.execution.loop_thread import LoopThread
 from orchestrator.execution.review import approve_round, sample_rounds
 from orchestrator.execution.run_worker import WorkerInput
 from orchestrator.execution.services import Services
-from orchestrator.store import RunRecord, RunStore
-from selfspec.errors import SelfSpecError
-from selfspec.processes import child_env
+from orchestrator.execution.stored_config import resumed_run_config, server_sections
+from orchestrator.store import TERMINAL, RunRecord, RunStore
+from selfspec.errors import IdempotencyKeyReused, RunStateConflict, SelfSpecError, TooManyRuns
+from selfspec.jobs import JobTasks
+from selfspec.processes import child_env, terminate
 from selfspec.settings import RunConfig
 
 log = logging.getLogger(__name__)
@@ -63,7 +61,7 @@ class RunManager:
         self.services, self.server, self.loop_thread = services, server, loop_thread
         self.grace_s, self.isolate, self.max_active = grace_s, isolate, max_active
         self.counters = counters or GeneratorCounters(services.generator)
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = JobTasks("run")
         self._cancelling: set[str] = set()
 
     @property
@@ -71,7 +69,7 @@ class RunManager:
         return self.services.store
 
     def active(self) -> list[str]:
-        return sorted(tuple(self._tasks))  # read from other threads: copy in one C-level step
+        return self._tasks.active()
 
     def is_active(self, run_id: str) -> bool:
         """A task drives the run, or a cancel of it is still settling its final status."""
@@ -93,10 +91,7 @@ class RunManager:
                               "or cancel one")
 
     def _start(self, run_id: str, driver: RunDriver) -> None:
-        drive = self._drive_worker(run_id) if self.isolate else self._drive(run_id, driver)
-        task = asyncio.create_task(drive, name=f"run-{run_id}")
-        self._tasks[run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+        self._tasks.start(run_id, self._drive_worker(run_id) if self.isolate else self._drive(run_id, driver))
 
     async def _drive(self, run_id: str, driver: RunDriver) -> None:
         log.info("run %s started", run_id, extra={"run_id": run_id})
@@ -125,8 +120,8 @@ class RunManager:
         relay = asyncio.create_task(self._relay_counters(run_id, process.stdout))
         try:
             code = await process.wait()
-        except asyncio.CancelledError:
-            await self._terminate(process)
+        except asyncio.CancelledError:  # SIGTERM lets the run record its state
+            await terminate(process, grace_s=self.grace_s, kill_wait_s=KILL_MARGIN_S)
             raise
         finally:
             await relay
@@ -158,18 +153,6 @@ class RunManager:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 data = json.loads(line)
                 self.counters.update(run_id, int(data["retries"]), dict(data["outstanding"]))
-
-    async def _terminate(self, process: asyncio.subprocess.Process) -> None:
-        """SIGTERM lets the run record its state; SIGKILL after the grace period if it does not stop."""
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=self.grace_s)
-        except TimeoutError:
-            log.warning("run worker %d ignored SIGTERM for %.0fs; killing it", process.pid, self.grace_s)
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await asyncio.wait_for(process.wait(), timeout=KILL_MARGIN_S)
 
     async def create(self, config: RunConfig, *, idempotency_key: str | None = None,
                      request_sha256: str = "") -> tuple[str, bool]:
@@ -256,28 +239,11 @@ class RunManager:
 
     async def _resume_interrupted(self) -> list[str]:
         """Start every run the store shows as in progress (this process is its only driver)."""
-        resumed = []
-        for run in self.store.list_runs():
-            if run.status not in RESUME_ON_START or self.is_active(run.id):
-                continue
-            try:
-                self._start(run.id, self._driver(self._stored_config(run)))
-            except (SelfSpecError, ValueError) as err:
-                log.error("cannot resume run %s: %s", run.id, err)
-                self.store.set_status(run.id, "failed", reason=f"resume failed: {err}")
-                continue
-            log.info("resuming run %s (was %s in phase %s)", run.id, run.status, run.phase)
-            resumed.append(run.id)
-        return resumed
-
-    async def _stop(self, run_ids: list[str]) -> None:
-        tasks = [self._tasks[r] for r in run_ids if r in self._tasks]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.grace_s + KILL_MARGIN_S)
-            for task in pending:
-                log.warning("%s did not stop within %.0fs", task.get_name(), self.grace_s)
+        runs = {run.id: run for run in self.store.list_runs() if run.status in RESUME_ON_START}
+        return self._tasks.resume(
+            [run_id for run_id in runs if run_id not in self._cancelling],
+            start=lambda run_id: self._start(run_id, self._driver(self._stored_config(runs[run_id]))),
+            failed=lambda run_id, err: self.store.set_status(run_id, "failed", reason=f"resume failed: {err}"))
 
     async def _cancel(self, run_id: str) -> None:
         run = self.store.get_run(run_id)
@@ -285,7 +251,7 @@ class RunManager:
             raise RunStateConflict(f"run {run_id!r} is already {run.status}")
         self._cancelling.add(run_id)
         try:
-            await self._stop([run_id])
+            await self._tasks.stop([run_id], timeout_s=self.grace_s + KILL_MARGIN_S)
         finally:
             self._cancelling.discard(run_id)
         if self.store.get_run(run_id).status != "completed":  # it may have finished meanwhile
@@ -293,7 +259,7 @@ class RunManager:
 
     async def _aclose(self) -> None:
         run_ids = self.active()
-        await self._stop(run_ids)
+        await self._tasks.stop(run_ids, timeout_s=self.grace_s + KILL_MARGIN_S)
         for run_id in run_ids:
             if run_id not in self._cancelling and self.store.get_run(run_id).status not in ("completed", "failed"):
                 self.store.set_status(run_id, "paused", reason=SHUTDOWN_REASON)

@@ -31,10 +31,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.api.run_configs import resumed_run_config
 from orchestrator.execution.driver import run_dir
 from orchestrator.execution.evaluated_run import build_driver, execute_and_evaluate
 from orchestrator.execution.services import Services, open_services
+from orchestrator.execution.stored_config import resumed_run_config
 from orchestrator.store import RunStore
 from selfspec.errors import SelfSpecError
 from selfspec.processes import LockBusy, exclusive_lock, exit_with_parent
@@ -50,7 +50,7 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_CANCELLED = 1, 2, 3, 4
 class WorkerInput(BaseModel):
     database_url: str
     generator_urls: list[str]
-    server_sections: dict[str, Any]  # run_configs.server_sections of the API's config
+    server_sections: dict[str, Any]  # stored_config.server_sections of the API's config
 
 
 def load_run_config(run_id: str, given: WorkerInput) -> RunConfig:

@@ -12,6 +12,7 @@ resumed write can never create a second row (INSERT ... ON CONFLICT DO NOTHING).
 from __future__ import annotations
 
 from orchestrator.store.records import (
+    TERMINAL,
     AdapterRecord,
     EvaluationRecord,
     ReviewChange,
@@ -43,6 +44,7 @@ __all__ = [
     "RunRecord",
     "RunStore",
     "SampleReview",
+    "TERMINAL",
     "adapters",
     "evaluations",
     "events",

@@ -33,6 +33,10 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+# A run in one of these states has ended: nothing drives it until a request resumes it.
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
 class RunRecord(_Record):
     id: str
     name: str

@@ -11,14 +11,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from orchestrator.api.errors import RequestFieldError
 from orchestrator.api.main import create_app
-from orchestrator.api.run_configs import RequestedRunConfig, build_run_config
+from orchestrator.api.run_configs import build_run_config
 from orchestrator.api.settings import ApiSettings
 from orchestrator.execution.driver import RunDriver
 from orchestrator.execution.run_manager import RunManager
 from orchestrator.execution.run_worker import WorkerInput, load_run_config
+from orchestrator.execution.stored_config import RequestedRunConfig
 from orchestrator.store import RunStore
+from selfspec.errors import RequestFieldError
 from selfspec.settings import RunConfig
 
 TOKEN = "s3cret-token"

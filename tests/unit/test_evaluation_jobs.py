@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ async def test_evaluation_job_with_an_unexpected_error_ends_failed_with_the_reas
     jobs = EvaluationJobs(store=store, generator=object(), config=config, loop_thread=object())  # type: ignore[arg-type]
     try:
         eval_id = await jobs._submit(EvaluationRequest(models=["base"], tasks=["t"]))
-        await asyncio.wait_for(asyncio.gather(*jobs._tasks.values()), timeout=10)
+        assert await jobs._tasks.join(timeout_s=10)
         record = jobs.get(eval_id)
         assert record.status == "failed"
         assert "KeyError" in record.error and "label" in record.error

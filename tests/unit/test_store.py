@@ -87,8 +87,9 @@ def test_gated_samples_are_counted_by_gate_and_never_exported(store: RunStore, t
 
 
 def test_gate_counts_reach_the_api_view_and_metrics(store: RunStore) -> None:
-    from orchestrator.api.metrics import GeneratorCounters, RunCollector
+    from orchestrator.api.metrics import RunCollector
     from orchestrator.api.queries import run_progress
+    from orchestrator.execution.generator_counters import GeneratorCounters
 
     _gated_store(store)
     run = store.get_run("r").model_copy(update={"config": {"generation": {"target_per_round": 5}}})

@@ -127,3 +127,32 @@ async def test_trainer_jobs_one_training_per_host_across_runners(tmp_path: Path,
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_trainer_jobs_stopped_by_the_runner_resume_in_their_own_folder(tmp_path: Path, fake_python: str) -> None:
+    """Before: stopping the runner recorded the trainer's SIGTERM as the job's exit (`failed`), and no runner
+    ever started the job again; a crashed job stays failed."""
+    first = LocalSubprocessRunner(tmp_path / "jobs", python=fake_python, grace_s=5)
+    crashed = await first.submit(_config(tmp_path, "bad", run_id="crash"))
+    with pytest.raises(TrainingJobFailed):
+        await first.wait(crashed, poll_s=0.05, timeout_s=30)
+    job = await first.submit(_config(tmp_path, "a", run_id="ok:1.0"))
+    for _ in range(300):
+        if (await first.status(job)).state == "running":
+            break
+        await asyncio.sleep(0.02)
+    await first.aclose()
+    assert not (tmp_path / "jobs" / job / "exit.json").exists()
+
+    again = LocalSubprocessRunner(tmp_path / "jobs", python=fake_python)
+    try:
+        assert again.interrupted() == [job]
+        assert again.resume_interrupted() == [job]
+        assert again.interrupted() == []  # its task drives it now
+        assert await again.submit(_config(tmp_path, "a", run_id="ok:1.0")) == job  # the same output dir
+        adapter = await again.wait(job, poll_s=0.05, timeout_s=30)
+        assert adapter.name == "a"
+        assert (await again.status(crashed)).state == "failed"
+    finally:
+        await again.aclose()
+    assert LocalSubprocessRunner(tmp_path / "jobs", python=fake_python).interrupted() == []

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import FileResponse
 
 from orchestrator.api.deps import Config, Evaluations, require_token
-from orchestrator.api.errors import EvaluationNotFound
 from orchestrator.api.pages import DEFAULT_LIMIT, Limit, Offset, link_next
 from orchestrator.api.protocol import EvaluationCreated, EvaluationOut, EvaluationRequest
 from orchestrator.execution.evaluation_jobs import EvaluationJobs
 from orchestrator.store import EvaluationRecord
+from selfspec.errors import EvaluationNotFound
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], dependencies=[Depends(require_token)])
 

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 
 from orchestrator.api.deps import State, Store, require_token
-from orchestrator.api.errors import RunStateConflict
 from orchestrator.api.protocol import ReviewEdit, ReviewEvent, ReviewNote, ReviewPage, ReviewState, RunAction
 from orchestrator.api.routes.runs import MAX_ID, MAX_ROUND
 from orchestrator.api.settings import ApiSettings
@@ -25,6 +24,7 @@ from orchestrator.execution.review import (
     review_sample,
 )
 from orchestrator.store import RunStore
+from selfspec.errors import RunStateConflict
 
 router = APIRouter(prefix="/v1/runs", tags=["review"], dependencies=[Depends(require_token)])
 
