@@ -58,9 +58,10 @@ def create_app(config: RunConfig, *, services_factory: ServicesFactory | None = 
         # The HTTP loop's thread pool serves the blocking store reads of `def` routes.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         lock = DataDirLock(config.data_dir).acquire()
-        loop_thread = LoopThread().start()
-        # After the loop thread exists: it (and the run workers it starts) keep their priority.
-        if lower_thread_priority(settings.read_nice):
+        loop_thread = LoopThread(own_thread=settings.loop_thread).start()
+        # After the loop thread exists: it (and the run workers it starts) keep their priority. Without
+        # one, the HTTP loop starts the run workers, and they would inherit a lowered priority.
+        if settings.loop_thread and lower_thread_priority(settings.read_nice):
             log.info("HTTP threads run %d nice steps below the runs", settings.read_nice)
         try:
             services = await loop_thread.hold(open_all(config))

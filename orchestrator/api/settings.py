@@ -40,6 +40,10 @@ class ApiSettings(BaseSettings):
     run_workers: Literal["process", "inline"] = Field(
         "process", description="`process`: each run in a worker process of its own, so request handlers never "
         "slow it down (bench_api); `inline`: runs share the API process (one process to debug)")
+    loop_thread: bool = Field(
+        True, description="run evaluations, the runs' owning tasks and the service clients on a thread of their "
+        "own (with its own event loop), apart from the HTTP loop; false: all on the HTTP loop "
+        "(bench/bench_loop_thread.py compares the two)")
     read_nice: int = Field(
         5, ge=0, le=19, description="nice steps the threads serving HTTP run below the runs' worker processes "
         "(Linux): when CPU is short, the run keeps its pace and reads wait; 0 = equal priority")

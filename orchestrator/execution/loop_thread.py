@@ -4,6 +4,9 @@ Why: a run does CPU work between awaits (filter decisions, exports), and on the 
 work would stall every request. With runs on their own loop, the HTTP loop only waits for the GIL's
 switch interval, so reads stay fast while a run computes. Service clients (httpx pools, retriever,
 trainer jobs) are opened and used on this loop only; the API reaches them through `call()`.
+
+`LoopThread(own_thread=False)` keeps the same interface but runs everything on the caller's loop (the
+HTTP loop): `SELFSPEC_API_LOOP_THREAD=false`, for bench/bench_loop_thread.py's comparison.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Coroutine
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -22,11 +25,13 @@ T = TypeVar("T")
 
 
 class LoopThread:
-    def __init__(self, name: str = "selfspec-loop-thread") -> None:
+    def __init__(self, name: str = "selfspec-loop-thread", *, own_thread: bool = True) -> None:
+        self.own_thread = own_thread
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._release: asyncio.Event | None = None
         self._holder: concurrent.futures.Future[None] | None = None
+        self._inline_stack = AsyncExitStack()
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -37,7 +42,10 @@ class LoopThread:
             self.loop.close()
 
     def start(self) -> LoopThread:
-        self._thread.start()
+        if self.own_thread:
+            self._thread.start()
+        else:
+            self.loop.close()  # unused: everything runs on the caller's loop
         return self
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -45,10 +53,14 @@ class LoopThread:
 
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on this thread's loop and await its result from another loop."""
+        if not self.own_thread:
+            return await coro
         return await asyncio.wrap_future(self.submit(coro))
 
     async def hold(self, context: AbstractAsyncContextManager[T]) -> T:
         """Enter `context` in one task on this loop, kept open until `release()`; returns its value."""
+        if not self.own_thread:
+            return await self._inline_stack.enter_async_context(context)
         entered: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._release = asyncio.Event()
         release = self._release
@@ -69,6 +81,9 @@ class LoopThread:
 
     async def release(self) -> None:
         """Leave the context entered by `hold()` (in the task that entered it)."""
+        if not self.own_thread:
+            await self._inline_stack.aclose()
+            return
         if self._release is not None and self._holder is not None:
             self.loop.call_soon_threadsafe(self._release.set)
             await asyncio.wrap_future(self._holder)
