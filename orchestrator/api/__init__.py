@@ -9,7 +9,7 @@ The work it starts and resumes (runs, evaluations, the loop thread they live on)
     deps.py           FastAPI dependencies (`Annotated` aliases) and the bearer-token check
     routes/           one router per resource: runs, reviews, adapters, evaluations, health, ui
     protocol.py       request and response models
-    errors.py         the API's own errors and the one `SelfSpecError` -> JSON mapping
+    errors.py         the one `SelfSpecError` -> JSON mapping (status per error class)
     middleware.py     pure ASGI middleware: request metrics, cross-site guard, early token check
     metrics.py        Prometheus metrics on the app's own registry
     run_configs.py    run configs from request bodies, merged over the server's config and confined

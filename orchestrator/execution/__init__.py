@@ -17,6 +17,9 @@ Nothing here serves HTTP; orchestrator/api/ calls into it (and `selfspec run`/`s
     loop_thread.py      the API's second event loop, on a thread of its own: where runs and their clients live
     run_manager.py      the API's active runs: one task each (owning a run worker), resumed after a restart
     run_worker.py       one API-started run in a process of its own (`-m orchestrator.execution.run_worker`)
+    stored_config.py    the config a stored run is driven with: its sections under the server's current ones
+    generator_counters.py  the generator client's counters of the API and its run workers, summed for /metrics
     evaluation_jobs.py  evaluations requested over the API, run in the background and resumed after a restart
+    (runs, evaluations and trainings are jobs with one lifecycle: selfspec/jobs.py)
     data_dir_lock.py    one API process per data dir, so it alone resumes the runs it finds there
 """
