@@ -5,8 +5,16 @@ work would stall every request. With runs on their own loop, the HTTP loop only 
 switch interval, so reads stay fast while a run computes. Service clients (httpx pools, retriever,
 trainer jobs) are opened and used on this loop only; the API reaches them through `call()`.
 
-`LoopThread(own_thread=False)` keeps the same interface but runs everything on the caller's loop (the
-HTTP loop): `SELFSPEC_API_LOOP_THREAD=false`, for bench/bench_loop_thread.py's comparison.
+Does it still pay now that runs live in worker processes? Measured (bench/bench_loop_thread.py: 20
+clients polling while a 2000-sample run and a 20000-answer evaluation execute, fake generator,
+thread / inline, means of 2-3 phases a mode, on the 2-core machine):
+- with CPU to spare: p50 1.01, p99 0.87, evaluation answers/s 1.00, run samples/s 0.96: no difference;
+- with the cores already busy (another job, load 5.4): p99 0.51, evaluation answers/s 1.13, run
+  samples/s 1.41. The HTTP threads run niced below this thread (`read_nice`), and the run workers it
+  starts keep its priority: a child of a niced thread would inherit the nice value, and an unprivileged
+  process cannot raise a child's priority back. So it stays.
+`LoopThread(own_thread=False)` keeps the interface but runs everything on the caller's loop (the HTTP
+loop): `SELFSPEC_API_LOOP_THREAD=false`, the bench's other arm.
 """
 
 from __future__ import annotations
