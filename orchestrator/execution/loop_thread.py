@@ -12,7 +12,8 @@ thread / inline, means of 2-3 phases a mode, on the 2-core machine):
 - with the cores already busy (another job, load 5.4): p99 0.51, evaluation answers/s 1.13, run
   samples/s 1.41. The HTTP threads run niced below this thread (`read_nice`), and the run workers it
   starts keep its priority: a child of a niced thread would inherit the nice value, and an unprivileged
-  process cannot raise a child's priority back. So it stays.
+  process cannot raise a child's priority back (the bench does not separate the thread from the
+  nice it allows: without the thread there is no nice). So it stays.
 `LoopThread(own_thread=False)` keeps the interface but runs everything on the caller's loop (the HTTP
 loop): `SELFSPEC_API_LOOP_THREAD=false`, the bench's other arm.
 """
